@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Real services for geostream's tests, on 127.0.0.1, started idempotently.
+#
+#   scripts/testenv.sh up [svc...]      install (cached in ~/.cache/geostream) and start, then health-check
+#   scripts/testenv.sh down [svc...]    stop only the processes this script started (pid files)
+#   scripts/testenv.sh status [svc...]  one line per service: running/healthy or not
+#   scripts/testenv.sh env              `export` lines for the tests (eval "$(scripts/testenv.sh env)")
+#
+# Services: kafka elasticsearch opensearch mosquitto kubetools kube (kine + kube-apiserver).
+# A failure names the service, the step and the log file, and exits non-zero.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/testenv/common.sh
+. "$HERE/testenv/common.sh"
+
+ALL_SERVICES=(kafka elasticsearch opensearch mosquitto kubetools kube)
+for svc in "${ALL_SERVICES[@]}"; do
+  # shellcheck disable=SC1090
+  . "$HERE/testenv/$svc.sh"
+done
+
+cmd="${1:-}"; shift || true
+if [ "$#" -gt 0 ]; then services=("$@"); else services=("${ALL_SERVICES[@]}"); fi
+for svc in "${services[@]}"; do
+  case " ${ALL_SERVICES[*]} " in *" $svc "*) ;; *) echo "unknown service '$svc' (known: ${ALL_SERVICES[*]})" >&2; exit 2 ;; esac
+done
+
+up_one() {
+  local svc="$1" t0=$SECONDS
+  if "${svc}_health" >/dev/null 2>&1; then
+    gs_log "$svc already healthy"
+    return 0
+  fi
+  gs_log "$svc: install"
+  "${svc}_install" || gs_fail "$svc" install "installation failed"
+  gs_log "$svc: start"
+  "${svc}_start" || gs_fail "$svc" start "start failed"
+  gs_log "$svc: healthy ($((SECONDS - t0))s)"
+}
+
+case "$cmd" in
+  up)
+    for svc in "${services[@]}"; do up_one "$svc"; done
+    ;;
+  down)
+    for ((i = ${#services[@]} - 1; i >= 0; i--)); do "${services[$i]}_stop"; done
+    ;;
+  status)
+    rc=0
+    for svc in "${services[@]}"; do
+      if "${svc}_health" >/dev/null 2>&1; then echo "$svc: healthy"; else echo "$svc: DOWN (log: $(gs_logfile "$svc"))"; rc=1; fi
+    done
+    exit "$rc"
+    ;;
+  env)
+    for svc in "${ALL_SERVICES[@]}"; do "${svc}_env"; done
+    ;;
+  *)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,455 @@
+//! Typed configuration: defaults, then a TOML file, then `GEOSTREAM_*` environment variables.
+//!
+//! Nested keys use a double underscore in the environment (`GEOSTREAM_KAFKA__BOOTSTRAP` sets
+//! `kafka.bootstrap`) because single underscores occur inside key names (`topic_prefix`).
+//! Validation collects every problem at once and names the key and the fix, so an operator fixes a
+//! bad deployment in one round instead of one error per restart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use geostream_model::{Naming, TenantId};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every environment variable geostream reads as configuration.
+pub const ENV_PREFIX: &str = "GEOSTREAM_";
+
+/// The top-level keys; environment variables naming anything else (for example `GEOSTREAM_CACHE`,
+/// which the test scripts use) are not configuration and are left alone.
+const TOP_LEVEL_KEYS: &[&str] = &["tenant", "topic_prefix", "data_dir", "kafka", "elasticsearch", "telemetry", "log"];
+
+/// The whole configuration of one geostream process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The tenant this process serves; names its topics and indices. Required.
+    pub tenant: Option<String>,
+    /// Prepended to every topic name, e.g. `prod.` gives `prod.acme.observations`.
+    pub topic_prefix: String,
+    /// Where the stage keeps its spool, checkpoints and archive (its persistent volume).
+    pub data_dir: PathBuf,
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Elasticsearch or OpenSearch connection (sink and api).
+    pub elasticsearch: SearchConfig,
+    /// Metrics and health endpoints.
+    pub telemetry: TelemetryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Kafka client settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap: String,
+    /// Extra librdkafka properties (e.g. `security.protocol`), passed through unchanged.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Search engine settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9200`; unset means the stage runs without a search engine.
+    pub url: Option<String>,
+    /// Basic-auth user name.
+    pub username: Option<String>,
+    /// Basic-auth password; never printed.
+    pub password: Option<String>,
+}
+
+/// Telemetry endpoint settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` server.
+    pub listen: String,
+}
+
+/// Log output settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `geostream=debug,rdkafka=warn`; `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tenant: None,
+            topic_prefix: String::new(),
+            data_dir: PathBuf::from("/var/lib/geostream"),
+            kafka: KafkaConfig::default(),
+            elasticsearch: SearchConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self { bootstrap: "127.0.0.1:9092".into(), properties: BTreeMap::new() }
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { listen: "0.0.0.0:9464".into() }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// Why configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or has the wrong shape.
+    #[error("configuration could not be read: {0}")]
+    Load(String),
+    /// Values were read but are not usable; every problem is listed.
+    #[error("configuration is invalid:\n{}", format_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One invalid value: which key, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `kafka.bootstrap`.
+    pub key: String,
+    /// What is wrong with the value.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "  - {}: {}\n    fix: {}", self.key, self.problem, self.fix)
+    }
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+/// Settings that passed validation, with the parsed values stages need.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The raw configuration.
+    pub config: Config,
+    /// The parsed tenant id.
+    pub tenant: TenantId,
+    /// Topic and index naming for this deployment.
+    pub naming: Naming,
+    /// The parsed telemetry address.
+    pub telemetry_listen: SocketAddr,
+}
+
+impl Config {
+    /// Layers defaults, the optional file, and the environment (`env` is the process environment in
+    /// production and a fixed list in tests).
+    pub fn load(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist or is not a file (given with --config or GEOSTREAM_CONFIG)",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(env);
+        figment.extract().map_err(|e| ConfigError::Load(describe_figment_error(e)))
+    }
+
+    /// The environment provider for `GEOSTREAM_*`, restricted to configuration keys.
+    pub fn env_provider() -> Env {
+        Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+            // Depending on figment's order of filter and split the key may still hold `__`.
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            let top = top.split("__").next().unwrap_or_default();
+            // Keys are not lowercased yet at this point.
+            TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+        })
+    }
+
+    /// Checks every value and returns all problems together.
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
+        let mut problems = Vec::new();
+        let tenant = match &self.tenant {
+            None => {
+                problems.push(Problem {
+                    key: "tenant".into(),
+                    problem: "not set; every stage serves exactly one tenant".into(),
+                    fix: "set `tenant = \"acme\"` in the config file or GEOSTREAM_TENANT=acme".into(),
+                });
+                None
+            }
+            Some(raw) => match raw.parse::<TenantId>() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    problems.push(Problem {
+                        key: "tenant".into(),
+                        problem: e.to_string(),
+                        fix: format!("use a lowercase DNS label, e.g. \"{}\"", suggest_tenant(raw)),
+                    });
+                    None
+                }
+            },
+        };
+        let naming = match Naming::new(&self.topic_prefix) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                problems.push(Problem {
+                    key: "topic_prefix".into(),
+                    problem: e.to_string(),
+                    fix: "use only letters, digits, '.', '_' and '-' (or leave it empty)".into(),
+                });
+                None
+            }
+        };
+        check_bootstrap(&self.kafka.bootstrap, &mut problems);
+        if let Some(url) = &self.elasticsearch.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(Problem {
+                key: "elasticsearch.url".into(),
+                problem: format!("{url:?} is not an http:// or https:// URL"),
+                fix: "give the full base URL, e.g. http://127.0.0.1:9200".into(),
+            });
+        }
+        if self.elasticsearch.password.is_some() && self.elasticsearch.username.is_none() {
+            problems.push(Problem {
+                key: "elasticsearch.username".into(),
+                problem: "a password is set but no username".into(),
+                fix: "set elasticsearch.username (GEOSTREAM_ELASTICSEARCH__USERNAME) too".into(),
+            });
+        }
+        let telemetry_listen = match self.telemetry.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(Problem {
+                    key: "telemetry.listen".into(),
+                    problem: format!("{:?} is not an address: {e}", self.telemetry.listen),
+                    fix: "use ip:port, e.g. 0.0.0.0:9464".into(),
+                });
+                None
+            }
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(Problem {
+                key: "log.level".into(),
+                problem: format!("{:?} is not a log filter: {e}", self.log.level),
+                fix: "use a level (error, warn, info, debug, trace) or directives like geostream=debug".into(),
+            });
+        }
+        match (tenant, naming, telemetry_listen) {
+            (Some(tenant), Some(naming), Some(telemetry_listen)) if problems.is_empty() => {
+                Ok(Validated { config: self.clone(), tenant, naming, telemetry_listen })
+            }
+            _ => Err(ConfigError::Invalid(problems)),
+        }
+    }
+
+    /// The effective configuration as TOML with secrets masked, for `geostream config print`.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        if shown.elasticsearch.password.is_some() {
+            shown.elasticsearch.password = Some("<redacted>".into());
+        }
+        for (key, value) in shown.kafka.properties.iter_mut() {
+            if key.contains("password") || key.contains("secret") || key.contains("token") {
+                *value = "<redacted>".into();
+            }
+        }
+        toml::to_string_pretty(&shown)
+    }
+}
+
+fn check_bootstrap(bootstrap: &str, problems: &mut Vec<Problem>) {
+    let bad: Vec<&str> = bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|hp| match hp.rsplit_once(':') {
+            Some((host, port)) => host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0),
+            None => true,
+        })
+        .collect();
+    if bootstrap.trim().is_empty() || !bad.is_empty() {
+        problems.push(Problem {
+            key: "kafka.bootstrap".into(),
+            problem: if bootstrap.trim().is_empty() {
+                "empty".into()
+            } else {
+                format!("{} is not host:port", bad.iter().map(|b| format!("{b:?}")).collect::<Vec<_>>().join(", "))
+            },
+            fix: "give a comma-separated host:port list, e.g. kafka-0.kafka:9092,kafka-1.kafka:9092".into(),
+        });
+    }
+}
+
+fn suggest_tenant(raw: &str) -> String {
+    let mut s: String = raw.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    s = s.trim_matches('-').to_owned();
+    s.truncate(40);
+    let s = s.trim_matches('-').to_owned();
+    if s.is_empty() { "acme".into() } else { s }
+}
+
+/// figment's errors already name the key; add where the value came from in words an operator knows.
+fn describe_figment_error(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() { String::from("(top level)") } else { e.path.join(".") };
+            let from = match &e.metadata {
+                Some(m) => match &m.source {
+                    Some(source) => format!("{} {source}", m.name),
+                    None => m.name.to_string(),
+                },
+                None => "defaults".into(),
+            };
+            format!("key `{key}` (from {from}): {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    // figment's Jail closures return its own (large) error type; that is its API, not ours.
+    #![allow(clippy::unwrap_used, clippy::result_large_err)]
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_need_only_a_tenant() {
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("tenant: not set"), "{err}");
+        assert!(err.contains("GEOSTREAM_TENANT"), "{err}");
+        let c = Config { tenant: Some("acme".into()), ..Config::default() };
+        let v = c.validate().unwrap();
+        assert_eq!(v.tenant.as_str(), "acme");
+    }
+
+    #[test]
+    fn file_then_env_layering() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "geostream.toml",
+                "tenant = \"ports\"\ntopic_prefix = \"prod.\"\n[kafka]\nbootstrap = \"k1:9092,k2:9092\"\n",
+            )?;
+            jail.set_env("GEOSTREAM_KAFKA__BOOTSTRAP", "k9:9093");
+            jail.set_env("GEOSTREAM_LOG__FORMAT", "json");
+            jail.set_env("GEOSTREAM_CACHE", "/not/config");
+            let c = Config::load(Some(Path::new("geostream.toml")), Config::env_provider()).unwrap();
+            assert_eq!(c.tenant.as_deref(), Some("ports"));
+            assert_eq!(c.topic_prefix, "prod.");
+            assert_eq!(c.kafka.bootstrap, "k9:9093", "environment overrides the file");
+            assert_eq!(c.log.format, LogFormat::Json);
+            c.validate().unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("g.toml", "tenant = \"a\"\n[kafka]\nbootstrapp = \"x:1\"\n")?;
+            let err = Config::load(Some(Path::new("g.toml")), Config::env_provider()).unwrap_err().to_string();
+            assert!(err.contains("bootstrapp"), "{err}");
+            assert!(err.contains("g.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_type_in_env_is_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GEOSTREAM_LOG__FORMAT", "yaml");
+            let err = Config::load(None, Config::env_provider()).unwrap_err().to_string();
+            assert!(err.contains("log.format"), "{err}");
+            assert!(err.contains("GEOSTREAM_"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/geostream.toml")), Config::env_provider())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/geostream.toml does not exist"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_and_fix() {
+        let c = Config {
+            tenant: Some("Acme Ports".into()),
+            kafka: KafkaConfig { bootstrap: "broker,:9092,ok:1".into(), ..KafkaConfig::default() },
+            elasticsearch: SearchConfig {
+                url: Some("localhost:9200".into()),
+                username: None,
+                password: Some("p".into()),
+            },
+            telemetry: TelemetryConfig { listen: "9464".into() },
+            log: LogConfig { level: "info,=[".into(), format: LogFormat::Text },
+            ..Config::default()
+        };
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "tenant",
+                "kafka.bootstrap",
+                "elasticsearch.url",
+                "elasticsearch.username",
+                "telemetry.listen",
+                "log.level"
+            ]
+        );
+        assert!(problems[0].fix.contains("\"acme-ports\""), "{:?}", problems[0]);
+        assert!(problems[1].problem.contains("\"broker\"") && problems[1].problem.contains("\":9092\""));
+        assert!(!problems[1].problem.contains("ok:1"));
+    }
+
+    #[test]
+    fn print_masks_secrets() {
+        let mut c = Config { tenant: Some("a".into()), ..Config::default() };
+        c.elasticsearch.username = Some("elastic".into());
+        c.elasticsearch.password = Some("hunter2".into());
+        c.kafka.properties.insert("sasl.password".into(), "s3cret".into());
+        c.kafka.properties.insert("security.protocol".into(), "SASL_SSL".into());
+        let shown = c.to_redacted_toml().unwrap();
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("SASL_SSL") && shown.contains("elastic"), "{shown}");
+        // What is printed must load back as configuration (minus the secrets).
+        let back: Config = toml::from_str(&shown).unwrap();
+        assert_eq!(back.kafka.bootstrap, c.kafka.bootstrap);
+    }
+}

@@ -1,0 +1,464 @@
+//! Feed specs: how to receive, decode and map one data source. Stored on `<tenant>.feeds`, written
+//! by the api and the operator, read by ingest.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::ModelError;
+use crate::ids::FeedId;
+use crate::observation::Observation;
+
+named_enum! {
+    /// Wire format of a feed's messages.
+    Format, "format", "json, geojson, csv, nmea, ais, gtfs_rt, gpx, cap, esri_json, cot" {
+        /// Arbitrary JSON objects (one per message or per line); positions come from the mapping.
+        Json => "json",
+        /// GeoJSON Features or FeatureCollections.
+        Geojson => "geojson",
+        /// Delimited text with a header row; positions come from the mapping.
+        Csv => "csv",
+        /// NMEA 0183 sentences (GPS receivers).
+        Nmea => "nmea",
+        /// AIS (AIVDM/AIVDO) sentences from vessels.
+        Ais => "ais",
+        /// GTFS Realtime vehicle positions (protobuf).
+        GtfsRt => "gtfs_rt",
+        /// GPX tracks and waypoints.
+        Gpx => "gpx",
+        /// Common Alerting Protocol alerts.
+        Cap => "cap",
+        /// Esri JSON feature sets.
+        EsriJson => "esri_json",
+        /// Cursor on Target events.
+        Cot => "cot",
+    }
+}
+
+impl Format {
+    /// Whether the format carries positions in a standard place, so the mapping need not say
+    /// where they are. For `json` and `csv` the mapping must name lon/lat or a geometry.
+    pub const fn has_native_geometry(self) -> bool {
+        !matches!(self, Format::Json | Format::Csv)
+    }
+}
+
+/// Whether a TCP source connects out or listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpMode {
+    /// Connect to `address` (e.g. an AIS dispatcher) and reconnect when dropped.
+    Client,
+    /// Listen on `address` for senders.
+    Server,
+}
+
+/// How a file source paces its records.
+///
+/// Written as `"original"`, `"fast"` or a number (the speed factor, e.g. `10` for ten times
+/// faster than recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Replay {
+    /// As fast as the pipeline accepts: imports and backfills.
+    #[default]
+    Fast,
+    /// With the gaps between event times as recorded: demos that look live.
+    Original,
+    /// With the recorded gaps divided by this factor.
+    Speed(f64),
+}
+
+impl Serialize for Replay {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Replay::Fast => s.serialize_str("fast"),
+            Replay::Original => s.serialize_str("original"),
+            Replay::Speed(f) => s.serialize_f64(*f),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Replay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Replay;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"original\", \"fast\" or a speed factor such as 10")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Replay, E> {
+                match v {
+                    "fast" => Ok(Replay::Fast),
+                    "original" => Ok(Replay::Original),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Replay, E> {
+                Ok(Replay::Speed(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Replay, E> {
+                Ok(Replay::Speed(v as f64))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Replay, E> {
+                Ok(Replay::Speed(v as f64))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn default_qos() -> u8 {
+    1
+}
+
+/// Where a feed's messages come from. Written with a `kind` tag, e.g.
+/// `{"kind": "mqtt", "url": "mqtts://broker:8883", "topics": ["ais/#"]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    /// Subscribe to an MQTT broker.
+    Mqtt {
+        /// `mqtt://`, `mqtts://`, `ws://` or `wss://` URL of the broker.
+        url: String,
+        /// Topic filters (`+` and `#` wildcards allowed).
+        topics: Vec<String>,
+        /// Subscription QoS, 0 to 2; default 1 (at least once, acked after the record is safe).
+        #[serde(default = "default_qos")]
+        qos: u8,
+    },
+    /// Poll an HTTP(S) URL.
+    HttpPoll {
+        /// `http://` or `https://` URL.
+        url: String,
+        /// Seconds between polls, at least 1.
+        interval_s: u64,
+        /// Extra request headers.
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// Accept HTTP POSTs on the api's ingest endpoint for this feed.
+    HttpPush {
+        /// Name of the secret holding the bearer token senders must present; none = no auth.
+        #[serde(default)]
+        token_ref: Option<String>,
+    },
+    /// Read a TCP stream (line-oriented formats such as NMEA/AIS).
+    Tcp {
+        /// `host:port` to connect to or listen on.
+        address: String,
+        /// Connect out or listen.
+        mode: TcpMode,
+    },
+    /// Receive UDP datagrams.
+    Udp {
+        /// `host:port` to listen on.
+        address: String,
+    },
+    /// Read a file (samples, imports, replays).
+    File {
+        /// Path of the file.
+        path: String,
+        /// Pacing.
+        #[serde(default)]
+        replay: Replay,
+    },
+    /// Consume another Kafka topic.
+    Kafka {
+        /// Comma-separated `host:port` bootstrap servers.
+        bootstrap: String,
+        /// Topic to consume.
+        topic: String,
+        /// Consumer group; default derived from tenant and feed.
+        #[serde(default)]
+        group: Option<String>,
+    },
+}
+
+/// How event times are written in the source.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// RFC 3339 / ISO 8601 with offset.
+    #[default]
+    Rfc3339,
+    /// Seconds since the Unix epoch (integer or fractional).
+    UnixS,
+    /// Milliseconds since the Unix epoch.
+    UnixMs,
+    /// Microseconds since the Unix epoch.
+    UnixUs,
+    /// Nanoseconds since the Unix epoch.
+    UnixNs,
+    /// A `time` crate format description, e.g. `[year]-[month]-[day] [hour]:[minute]:[second]`.
+    Custom(String),
+}
+
+/// Where the observation's fields are in a decoded message. Path syntax is defined by the
+/// codecs; formats with native geometry need little or nothing here.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// Path of the track id; none = the format's own (MMSI for AIS) or untracked.
+    #[serde(default)]
+    pub track: Option<String>,
+    /// Path of the event time; none = the format's own, or the receive time.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// How the event time is written.
+    #[serde(default)]
+    pub time_format: TimeFormat,
+    /// Path of the longitude (with `lat`).
+    #[serde(default)]
+    pub lon: Option<String>,
+    /// Path of the latitude (with `lon`).
+    #[serde(default)]
+    pub lat: Option<String>,
+    /// Path of a GeoJSON/WKT geometry (instead of `lon`/`lat`).
+    #[serde(default)]
+    pub geometry: Option<String>,
+    /// Source CRS such as `EPSG:3857`; none = WGS84 lon/lat.
+    #[serde(default)]
+    pub crs: Option<String>,
+    /// Observation attribute name → path in the message.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Attribute name → unit of the source value (e.g. `knots`), converted by the normaliser.
+    #[serde(default)]
+    pub units: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A feed: one source of one tenant, with its format and field mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSpec {
+    /// The feed's id, unique within the tenant.
+    pub id: FeedId,
+    /// Catalog type it was created from (a file name in `feeds/`), e.g. `ais-tcp`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Where messages come from.
+    pub source: Source,
+    /// How messages are encoded.
+    pub format: Format,
+    /// Where the fields are.
+    #[serde(default)]
+    pub mapping: Mapping,
+    /// Disabled feeds stay registered but are not ingested.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Spec version, raised on every change; consumers ignore older versions.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// Collects the context for field errors of one spec.
+struct FieldCheck<'a> {
+    subject: &'a str,
+}
+
+impl FieldCheck<'_> {
+    fn err(&self, field: impl Into<String>, problem: impl Into<String>) -> ModelError {
+        ModelError::InvalidField { subject: self.subject.to_owned(), field: field.into(), problem: problem.into() }
+    }
+
+    fn non_empty(&self, field: &str, value: &str) -> Result<(), ModelError> {
+        if value.trim().is_empty() { Err(self.err(field, "must not be empty")) } else { Ok(()) }
+    }
+
+    fn url(&self, field: &str, url: &str, schemes: &[&str]) -> Result<(), ModelError> {
+        let ok = url
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) && !rest.is_empty());
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(field, format!("is {url:?}; expected a URL starting with {}://", schemes.join("://, "))))
+        }
+    }
+
+    fn host_port(&self, field: &str, address: &str) -> Result<(), ModelError> {
+        let problem = match address.rsplit_once(':') {
+            None => Some("has no port".to_owned()),
+            Some((host, _)) if host.is_empty() || host == "[]" => Some("has no host".to_owned()),
+            Some((_, port)) => match port.parse::<u16>() {
+                Ok(p) if p > 0 => None,
+                _ => Some(format!("has port {port:?}; ports are 1 to 65535")),
+            },
+        };
+        match problem {
+            None => Ok(()),
+            Some(p) => {
+                Err(self.err(field, format!("is {address:?} and {p}; expected host:port like \"0.0.0.0:10110\"")))
+            }
+        }
+    }
+}
+
+/// MQTT topic filter rules: non-empty, `#` only as the whole last level, `+` only as a whole level.
+fn mqtt_filter_problem(filter: &str) -> Option<String> {
+    if filter.is_empty() {
+        return Some("is empty".into());
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+            return Some(format!("is {filter:?}; '#' must be a whole level and the last one"));
+        }
+        if level.contains('+') && *level != "+" {
+            return Some(format!("is {filter:?}; '+' must be a whole level"));
+        }
+    }
+    None
+}
+
+impl FeedSpec {
+    /// Checks everything a running ingest would trip over, naming the field in each message.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let subject = format!("feed {:?}", self.id.as_str());
+        let c = FieldCheck { subject: &subject };
+        if FeedId::new(self.type_.as_str()).is_err() {
+            return Err(c.err(
+                "type",
+                format!("is {:?}; expected a catalog type name like \"ais-tcp\" (a-z, 0-9, '-', '_')", self.type_),
+            ));
+        }
+        self.validate_source(&c)?;
+        self.validate_mapping(&c)
+    }
+
+    fn validate_source(&self, c: &FieldCheck<'_>) -> Result<(), ModelError> {
+        match &self.source {
+            Source::Mqtt { url, topics, qos } => {
+                c.url("source.url", url, &["mqtt", "mqtts", "ws", "wss"])?;
+                if topics.is_empty() {
+                    return Err(c.err("source.topics", "is empty; subscribe to at least one topic"));
+                }
+                for (i, t) in topics.iter().enumerate() {
+                    if let Some(p) = mqtt_filter_problem(t) {
+                        return Err(c.err(format!("source.topics[{i}]"), p));
+                    }
+                }
+                if *qos > 2 {
+                    return Err(c.err("source.qos", format!("is {qos}; MQTT QoS is 0, 1 or 2")));
+                }
+            }
+            Source::HttpPoll { url, interval_s, headers } => {
+                c.url("source.url", url, &["http", "https"])?;
+                if *interval_s == 0 {
+                    return Err(c.err("source.interval_s", "is 0; poll at most once per second"));
+                }
+                for name in headers.keys() {
+                    let bad = name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+                    if bad {
+                        return Err(c.err(
+                            format!("source.headers.{name}"),
+                            "is not a valid header name (letters, digits, '-', '_')",
+                        ));
+                    }
+                }
+            }
+            Source::HttpPush { token_ref } => {
+                if let Some(t) = token_ref {
+                    c.non_empty("source.token_ref", t)?;
+                }
+            }
+            Source::Tcp { address, .. } | Source::Udp { address } => {
+                c.host_port("source.address", address)?;
+            }
+            Source::File { path, replay } => {
+                c.non_empty("source.path", path)?;
+                if let Replay::Speed(f) = replay {
+                    if !(f.is_finite() && *f > 0.0) {
+                        return Err(c.err("source.replay", format!("is {f}; a speed factor must be a positive number")));
+                    }
+                }
+            }
+            Source::Kafka { bootstrap, topic, group } => {
+                c.non_empty("source.bootstrap", bootstrap)?;
+                for server in bootstrap.split(',') {
+                    c.host_port("source.bootstrap", server.trim())?;
+                }
+                let legal = topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if topic.is_empty() || topic.len() > 249 || !legal {
+                    return Err(c.err(
+                        "source.topic",
+                        format!("is {topic:?}; Kafka topics are 1 to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'"),
+                    ));
+                }
+                if let Some(g) = group {
+                    c.non_empty("source.group", g)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_mapping(&self, c: &FieldCheck<'_>) -> Result<(), ModelError> {
+        let m = &self.mapping;
+        let paths = [
+            ("mapping.track", &m.track),
+            ("mapping.time", &m.time),
+            ("mapping.lon", &m.lon),
+            ("mapping.lat", &m.lat),
+            ("mapping.geometry", &m.geometry),
+            ("mapping.crs", &m.crs),
+        ];
+        for (field, value) in paths {
+            if let Some(v) = value {
+                c.non_empty(field, v)?;
+            }
+        }
+        match (&m.lon, &m.lat) {
+            (Some(_), None) => {
+                return Err(c.err("mapping.lat", "is missing; lon and lat are mapped together"));
+            }
+            (None, Some(_)) => {
+                return Err(c.err("mapping.lon", "is missing; lon and lat are mapped together"));
+            }
+            _ => {}
+        }
+        if m.geometry.is_some() && m.lon.is_some() {
+            return Err(c.err("mapping.geometry", "is set together with lon/lat; map the position one way only"));
+        }
+        let has_position = m.lon.is_some() || m.geometry.is_some();
+        if !self.format.has_native_geometry() && !has_position {
+            return Err(c.err(
+                "mapping.lon",
+                format!(
+                    "is missing; format {} has no standard position field, so map lon and lat (or geometry)",
+                    self.format
+                ),
+            ));
+        }
+        if let TimeFormat::Custom(pattern) = &m.time_format {
+            c.non_empty("mapping.time_format.custom", pattern)?;
+        }
+        for (name, path) in &m.attributes {
+            if name.is_empty() {
+                return Err(c.err("mapping.attributes", "has an attribute with an empty name"));
+            }
+            if Observation::RESERVED_PROPERTIES.contains(&name.as_str()) {
+                return Err(c.err(
+                    format!("mapping.attributes.{name}"),
+                    format!(
+                        "uses a reserved observation property name ({})",
+                        Observation::RESERVED_PROPERTIES.join(", ")
+                    ),
+                ));
+            }
+            c.non_empty(&format!("mapping.attributes.{name}"), path)?;
+        }
+        for (name, unit) in &m.units {
+            if name.is_empty() {
+                return Err(c.err("mapping.units", "has an entry with an empty name"));
+            }
+            c.non_empty(&format!("mapping.units.{name}"), unit)?;
+        }
+        Ok(())
+    }
+}

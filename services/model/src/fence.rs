@@ -1,0 +1,186 @@
+//! Fence specs: named areas the geofence analytics test tracks against. Stored on
+//! `<tenant>.fences`, written by the api and the operator, read by the processor.
+
+use geojson::{Geometry, GeometryValue, Position};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::error::ModelError;
+use crate::ids::FenceId;
+use crate::wgs84::check_position;
+
+/// Largest circle radius: half the Earth's circumference; anything larger covers the globe.
+pub const MAX_RADIUS_M: f64 = 20_037_508.0;
+
+/// The area of a fence: a GeoJSON Polygon or MultiPolygon, or a circle.
+///
+/// On the wire it is the GeoJSON geometry object itself, or
+/// `{"type":"Circle","center":[lon,lat],"radius_m":500}` (circles are not GeoJSON, but "within
+/// 500 m of the berth" is the most common fence and approximating it by a polygon loses meaning).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FenceShape {
+    /// A Polygon or MultiPolygon (other types fail validation).
+    Geometry(Geometry),
+    /// All points within `radius_m` metres (great-circle) of `center`.
+    Circle {
+        /// `[lon, lat]` in WGS84.
+        center: [f64; 2],
+        /// Radius in metres, positive and at most [`MAX_RADIUS_M`].
+        radius_m: f64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CircleWire {
+    #[serde(rename = "type")]
+    tag: CircleTag,
+    center: [f64; 2],
+    radius_m: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum CircleTag {
+    Circle,
+}
+
+impl Serialize for FenceShape {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FenceShape::Geometry(g) => g.serialize(s),
+            FenceShape::Circle { center, radius_m } => {
+                CircleWire { tag: CircleTag::Circle, center: *center, radius_m: *radius_m }.serialize(s)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FenceShape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // Specs are small and rare; buffering lets us dispatch on "type" with clear errors.
+        let v = Value::deserialize(d)?;
+        match v.get("type").and_then(Value::as_str) {
+            Some("Circle") => {
+                let c: CircleWire = serde_json::from_value(v).map_err(D::Error::custom)?;
+                Ok(FenceShape::Circle { center: c.center, radius_m: c.radius_m })
+            }
+            Some("Polygon" | "MultiPolygon") => {
+                let g: Geometry = serde_json::from_value(v).map_err(D::Error::custom)?;
+                Ok(FenceShape::Geometry(g))
+            }
+            Some(other) => Err(D::Error::custom(format_args!(
+                "fence geometry must be a Polygon, MultiPolygon or Circle, not {other:?}"
+            ))),
+            None => Err(D::Error::custom("fence geometry needs a \"type\": Polygon, MultiPolygon or Circle")),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A fence: an area with an id, a version and free properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FenceSpec {
+    /// The fence's id, unique within the tenant.
+    pub id: FenceId,
+    /// Spec version, raised on every change; events name the version they were computed with.
+    #[serde(default)]
+    pub version: u64,
+    /// Human-readable name.
+    pub name: String,
+    /// The area.
+    pub geometry: FenceShape,
+    /// Free properties, copied to events if the analytic asks for them.
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+    /// Disabled fences stay registered but are not evaluated.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl FenceSpec {
+    /// Checks the name and the shape: Polygon/MultiPolygon rings closed with at least 4
+    /// positions, coordinates finite and in range; circle centre in range and radius positive.
+    /// Messages name the fence and the polygon, ring and position.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let subject = format!("fence {:?}", self.id.as_str());
+        if self.name.trim().is_empty() {
+            return Err(ModelError::InvalidField {
+                subject,
+                field: "name".into(),
+                problem: "must not be empty".into(),
+            });
+        }
+        let geo_err = |location: String, problem: String| ModelError::InvalidGeometry {
+            subject: subject.clone(),
+            location,
+            problem,
+        };
+        match &self.geometry {
+            FenceShape::Circle { center, radius_m } => {
+                check_position(&Position::from(*center)).map_err(|p| geo_err(" center".into(), p))?;
+                if !(radius_m.is_finite() && *radius_m > 0.0 && *radius_m <= MAX_RADIUS_M) {
+                    return Err(geo_err(
+                        " radius_m".into(),
+                        format!("is {radius_m}; it must be a number above 0 and at most {MAX_RADIUS_M} m"),
+                    ));
+                }
+            }
+            FenceShape::Geometry(g) => match &g.value {
+                GeometryValue::Polygon { coordinates } => {
+                    check_polygon(coordinates, "").map_err(|(l, p)| geo_err(l, p))?;
+                }
+                GeometryValue::MultiPolygon { coordinates } => {
+                    if coordinates.is_empty() {
+                        return Err(geo_err(String::new(), "MultiPolygon has no polygons".into()));
+                    }
+                    for (i, poly) in coordinates.iter().enumerate() {
+                        check_polygon(poly, &format!(" polygon {i},")).map_err(|(l, p)| geo_err(l, p))?;
+                    }
+                }
+                other => {
+                    return Err(geo_err(
+                        String::new(),
+                        format!("is a {}; fences must be a Polygon, MultiPolygon or Circle", other.type_name()),
+                    ));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Ring rules from RFC 7946 §3.1.6: a linear ring is closed and has at least four positions.
+fn check_polygon(rings: &[Vec<Position>], loc: &str) -> Result<(), (String, String)> {
+    if rings.is_empty() {
+        return Err((loc.trim_end_matches(',').to_owned(), "polygon has no rings".into()));
+    }
+    for (r, ring) in rings.iter().enumerate() {
+        let ring_loc = format!("{loc} ring {r}");
+        if ring.len() < 4 {
+            return Err((
+                ring_loc,
+                format!("has {} positions; a ring needs at least 4 (a triangle plus the closing position)", ring.len()),
+            ));
+        }
+        for (i, p) in ring.iter().enumerate() {
+            check_position(p).map_err(|e| (format!("{ring_loc}, position {i}"), e))?;
+        }
+        let (first, last) = (&ring[0], &ring[ring.len() - 1]);
+        if first.as_slice() != last.as_slice() {
+            return Err((
+                ring_loc,
+                format!(
+                    "is not closed: the first position {:?} differs from the last {:?}",
+                    first.as_slice(),
+                    last.as_slice()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

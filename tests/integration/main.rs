@@ -1,0 +1,9 @@
+//! Integration tests against real services (see `tests/lib.rs` for how services are found).
+//! One binary for all of them keeps link time down on small machines.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod helm;
+mod kafka;
+mod kube;
+mod mqtt;
+mod search;
