@@ -1,13 +1,12 @@
 //! Event and aggregate contracts: GeoJSON shape, deterministic ids, validation.
 #![allow(clippy::unwrap_used)]
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use geojson::Geometry;
 use geostream_model::{Aggregate, AggregateKind, AnalyticId, Event, EventKind, FenceId, ModelError, RecordId, Window};
 use proptest::prelude::*;

@@ -1,12 +1,11 @@
 //! Observation contract: GeoJSON shape, deterministic id, validation.
 #![allow(clippy::unwrap_used)]
 
-mod common;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use geojson::{Geometry, GeometryValue, Position};
 use geostream_model::{ModelError, Observation, RecordId};
 use proptest::prelude::*;
