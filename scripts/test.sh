@@ -36,6 +36,14 @@ timed() {
 # Build prerequisites a fresh Debian machine may lack (rdkafka builds librdkafka with cmake).
 timed "system packages" gs_apt build-essential cmake pkg-config curl openssl unzip zlib1g-dev libssl-dev libcurl4-openssl-dev libzstd-dev python3-venv
 
+rust_components() {
+  local c
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+}
+timed "rust components" rust_components
+
 if [ "$start_env" = 1 ]; then
   timed "test services (scripts/testenv.sh up)" ./scripts/testenv.sh up
 fi

@@ -125,19 +125,32 @@ kube_install() {
 }
 
 # One-time PKI and credentials in $GS_RUN/kube/pki:
-#   server.crt/key  self-signed serving cert (also the CA in the kubeconfig), SANs for 127.0.0.1
-#   sa.key/sa.pub   service-account token signing key pair
-#   token           admin bearer token (tokens.csv puts it in group system:masters)
+#   ca.crt/key      a private CA (what the kubeconfig trusts)
+#   server.crt/key  the apiserver's serving cert, signed by that CA, SANs for 127.0.0.1
+# A separate CA and leaf, not one self-signed cert: rustls (the `kube` crate's TLS) rejects a CA
+# certificate presented as the server's end-entity certificate (CaUsedAsEndEntity), as it should.
 _kube_pki() {
   local pki; pki="$(_kube_dir)/pki"
   mkdir -p "$pki"; chmod 700 "$pki"
-  if [ ! -s "$pki/server.crt" ] || [ ! -s "$pki/server.key" ]; then
+  if [ ! -s "$pki/ca.crt" ] || [ ! -s "$pki/ca.key" ]; then
     openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
-      -keyout "$pki/server.key" -out "$pki/server.crt" -subj "/CN=geostream-testenv-kube-apiserver" \
-      -addext "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+      -keyout "$pki/ca.key" -out "$pki/ca.crt" -subj "/CN=geostream-testenv-ca" \
       -addext "basicConstraints=critical,CA:TRUE" \
-      -addext "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign" \
-      -addext "extendedKeyUsage=serverAuth" >/dev/null 2>&1 || return 1
+      -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 || return 1
+    rm -f "$pki/server.crt" "$pki/server.key"
+  fi
+  if [ ! -s "$pki/server.crt" ] || [ ! -s "$pki/server.key" ]; then
+    local ext="$pki/server.ext"
+    printf '%s\n' \
+      "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+      "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth" >"$ext"
+    openssl req -newkey rsa:2048 -nodes -sha256 -keyout "$pki/server.key" -out "$pki/server.csr" \
+      -subj "/CN=kube-apiserver" >/dev/null 2>&1 || return 1
+    openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+      -days 3650 -sha256 -extfile "$ext" -out "$pki/server.crt" >/dev/null 2>&1 || return 1
+    rm -f "$pki/server.csr"
   fi
   if [ ! -s "$pki/sa.key" ] || [ ! -s "$pki/sa.pub" ]; then
     openssl genrsa -out "$pki/sa.key" 2048 >/dev/null 2>&1 || return 1
@@ -152,7 +165,7 @@ _kube_pki() {
 
 _kube_write_kubeconfig() {
   local d pki ca; d="$(_kube_dir)"; pki="$d/pki"
-  ca="$(base64 -w0 <"$pki/server.crt")"
+  ca="$(base64 -w0 <"$pki/ca.crt")"
   umask 077
   cat >"$d/kubeconfig.tmp" <<KCFG
 apiVersion: v1
@@ -228,8 +241,8 @@ kube_start() {
 
 kube_health() {
   local pki; pki="$(_kube_dir)/pki"
-  [ -s "$pki/token" ] && [ -s "$pki/server.crt" ] || return 1
-  [ "$(curl -sS --max-time 5 --cacert "$pki/server.crt" \
+  [ -s "$pki/token" ] && [ -s "$pki/ca.crt" ] || return 1
+  [ "$(curl -sS --max-time 5 --cacert "$pki/ca.crt" \
         -H "Authorization: Bearer $(cat "$pki/token")" \
         "https://127.0.0.1:$GS_APISERVER_PORT/readyz" 2>/dev/null)" = "ok" ]
 }
