@@ -1,7 +1,6 @@
 //! Event and aggregate contracts: GeoJSON shape, deterministic ids, validation.
 #![allow(clippy::unwrap_used)]
 
-
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;

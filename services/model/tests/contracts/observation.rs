@@ -1,7 +1,6 @@
 //! Observation contract: GeoJSON shape, deterministic id, validation.
 #![allow(clippy::unwrap_used)]
 
-
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -1,0 +1,40 @@
+//! Access to the sample files in `tests/data`.
+
+use std::path::PathBuf;
+
+use geostream_codecs::ais::{AisError, Decoded, Decoder, DecoderOptions, Output};
+
+pub fn path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+pub fn read(name: &str) -> Vec<u8> {
+    std::fs::read(path(name)).unwrap_or_else(|e| panic!("reading test data {name}: {e}"))
+}
+
+/// Splits on '\n' (keeping any '\r', which the decoder trims).
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes.split(|&c| c == b'\n')
+}
+
+/// Decodes every line of a file, calling `f` with each line and its result.
+pub fn decode_all(bytes: &[u8], opts: DecoderOptions, mut f: impl FnMut(&[u8], Result<Output<'_>, AisError>)) {
+    let mut dec = Decoder::new(opts);
+    for line in lines(bytes) {
+        let r = dec.push_line(line);
+        f(line, r);
+    }
+    dec.flush();
+    assert_eq!(dec.pending(), 0);
+}
+
+/// Decoded messages of a file, in order, with errors.
+pub fn messages(bytes: &[u8], opts: DecoderOptions) -> Vec<Result<Decoded<'static>, AisError>> {
+    let mut out = Vec::new();
+    decode_all(bytes, opts, |_, r| match r {
+        Ok(Output::Message(d)) => out.push(Ok(Decoded { meta: Default::default(), ..d })),
+        Ok(_) => {}
+        Err(e) => out.push(Err(e)),
+    });
+    out
+}
