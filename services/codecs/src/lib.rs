@@ -8,6 +8,7 @@
 //!
 //! # What is here
 //!
+//! - [`codec`]: the [`Codec`] interface every format implements (framing, outcomes, summaries).
 //! - [`ais`]: AIS (AIVDM/AIVDO) sentences to typed messages and Observations. Hand-written rather than
 //!   built on the `nmea-parser` crate because that crate panics on real data (type 26 and short
 //!   payloads in a real exactEarth satellite capture) and the performance target is at least twice its
@@ -18,3 +19,6 @@
 //! Status: the other formats arrive with the feed-adapter issue; this crate is the place they go.
 
 pub mod ais;
+pub mod codec;
+
+pub use codec::{Codec, Context, Framing, Outcome, Rejection, Skip, Summary, decode_all};

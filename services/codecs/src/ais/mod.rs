@@ -20,6 +20,7 @@
 //! observation or a typed [`StaticReport`]. Every error maps to a dead-letter reason code.
 
 mod bits;
+mod codec;
 mod decoder;
 mod error;
 mod message;
@@ -27,6 +28,7 @@ mod normalise;
 pub mod sentence;
 
 pub use bits::{AIS_TEXT_CAP, AisText, MAX_PAYLOAD_CHARS};
+pub use codec::AisCodec;
 pub use decoder::{Decoded, Decoder, DecoderOptions, Output};
 pub use error::{AisError, IncompleteCause};
 pub use message::{
