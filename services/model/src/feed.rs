@@ -208,6 +208,10 @@ pub struct Mapping {
     /// How the event time is written.
     #[serde(default)]
     pub time_format: TimeFormat,
+    /// IANA time zone (e.g. `Europe/Paris`) of event times written without an offset (custom
+    /// formats without `[offset_...]`); none = UTC.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// Path of the longitude (with `lat`).
     #[serde(default)]
     pub lon: Option<String>,
@@ -437,6 +441,9 @@ impl FeedSpec {
         }
         if let TimeFormat::Custom(pattern) = &m.time_format {
             c.non_empty("mapping.time_format.custom", pattern)?;
+        }
+        if let Some(z) = &m.time_zone {
+            c.non_empty("mapping.time_zone", z)?;
         }
         for (name, path) in &m.attributes {
             if name.is_empty() {
