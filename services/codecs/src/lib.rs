@@ -42,7 +42,9 @@
 //! - [`csv_codec`]: delimited text with a header row ([`csv_codec::CsvCodec`]), read with the `csv`
 //!   crate; each row is an object of column → text handed to the mapping.
 //!
-//! Status: the other formats arrive with the feed-adapter issue; this crate is the place they go.
+//! - [`registry`]: [`build`] picks and configures the codec for a feed's format and mapping.
+//!
+//! Not yet: Esri JSON and Cursor on Target ([`build`] says so).
 
 pub mod ais;
 pub mod cap;
@@ -55,5 +57,7 @@ pub mod gtfs_rt;
 pub mod json;
 pub mod mapping;
 pub mod nmea;
+pub mod registry;
 
 pub use codec::{Codec, Context, Framing, Outcome, Rejection, Skip, Summary, decode_all};
+pub use registry::{BuildError, CodecOptions, build};

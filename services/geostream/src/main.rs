@@ -6,6 +6,7 @@
 //! starts it. A stage that is not built yet says so and exits non-zero; nothing pretends to work.
 
 mod config;
+mod decode;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ enum Command {
     Feeds(FeedsCommand),
     /// Print the operator's CustomResourceDefinitions as YAML.
     Crdgen,
+    /// Decode a file offline: observations as GeoJSON lines on stdout, a summary on stderr.
+    Decode(decode::DecodeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +86,8 @@ enum FeedsCommand {
 enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Decode(#[from] decode::DecodeError),
     #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
     NotImplemented { what: &'static str, issue: u32, title: &'static str },
     #[error("{0}")]
@@ -93,6 +98,9 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) => 78, // EX_CONFIG: the operator must change something, a restart won't help
+            CliError::Decode(decode::DecodeError::Usage(_)) => 64, // EX_USAGE
+            CliError::Decode(decode::DecodeError::Io { .. }) => 74, // EX_IOERR
+            CliError::Decode(decode::DecodeError::Rejected(_)) => 1,
             CliError::NotImplemented { .. } => 69, // EX_UNAVAILABLE
             CliError::Other(_) => 1,
         }
@@ -111,6 +119,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    // The offline decoder needs no configuration; a broken deployment config must not stop it.
+    if let Command::Decode(args) = &cli.command {
+        decode::run(args)?;
+        return Ok(());
+    }
     let cfg = Config::load(cli.config.as_deref(), Config::env_provider())?;
     match cli.command {
         Command::Config(ConfigCommand::Print) => {
@@ -146,7 +159,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Standalone { .. } => Err(not_implemented("standalone", 7, "One command to a working system")),
                 Command::Demo { .. } => Err(not_implemented("demo", 7, "One command to a working system")),
                 Command::Feeds(_) => Err(not_implemented("feeds", 3, "Feed adapters and the feed registry")),
-                Command::Config(_) | Command::Crdgen => unreachable!("handled above"),
+                Command::Config(_) | Command::Crdgen | Command::Decode(_) => unreachable!("handled above"),
             }
         }
     }

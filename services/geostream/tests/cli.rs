@@ -76,3 +76,85 @@ fn a_stage_with_bad_config_reports_config_first() {
     assert_eq!(out.status.code(), Some(78));
     assert!(stderr(&out).contains("tenant: not set"), "{}", stderr(&out));
 }
+
+fn codecs_data(name: &str) -> String {
+    format!("{}/../codecs/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn decode_prints_observations_and_a_summary_that_agree() {
+    let out =
+        geostream(&["decode", "--format", "nmea", &codecs_data("aerorust_nmea1_moving_track_2017-03-31.nmea")], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    // The real log has 993 valid RMC fixes (see the codecs' golden tests).
+    assert_eq!(lines.len(), 993);
+    for line in &lines {
+        let obs: geostream_model::Observation = serde_json::from_str(line).unwrap();
+        obs.validate().unwrap();
+        assert_eq!(obs.feed.as_str(), "decode");
+    }
+    let err = stderr(&out);
+    assert!(err.contains("accepted 993, rejected 0"), "{err}");
+    assert!(err.contains("distinct tracks 1"), "{err}");
+}
+
+#[test]
+fn decode_reports_rejections_by_reason_and_can_fail_on_them() {
+    let file = codecs_data("pyais_mixed_gatehouse_pghp.nmea");
+    let out = geostream(&["decode", "--format", "ais", "--show-rejects", "1", &file], &[]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.matches("rejected [").count(), 1, "--show-rejects limits the detail lines: {err}");
+    assert!(err.contains("rejected 5 (malformed=5)"), "{err}");
+    let accepted = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(err.contains(&format!("accepted {accepted},")), "{err}");
+
+    let strict = geostream(&["decode", "--format", "ais", "--fail-on-reject", &file], &[]);
+    assert_eq!(strict.status.code(), Some(1));
+}
+
+#[test]
+fn decode_usage_errors_say_what_to_do() {
+    let out = geostream(&["decode", "/dev/null"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("give --format <name> or --feed <file>"), "{}", stderr(&out));
+    let out = geostream(&["decode", "--format", "kml", "/dev/null"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("--format"), "{}", stderr(&out));
+    let out = geostream(&["decode", "--format", "cot", "/dev/null"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("no decoder yet"), "{}", stderr(&out));
+}
+
+#[test]
+fn decode_uses_a_feed_files_format_and_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("usgs.yaml");
+    std::fs::write(
+        &feed,
+        "id: usgs-week\ntype: usgs-earthquakes\nsource: {kind: file, path: /dev/null}\nformat: geojson\n\
+         mapping:\n  track: id\n  time: properties.time\n  time_format: unix_ms\n  attributes: {mag: properties.mag}\n",
+    )
+    .unwrap();
+    let out = geostream(
+        &[
+            "decode",
+            "--feed",
+            feed.to_str().unwrap(),
+            "--received",
+            "2018-02-08T00:00:00Z",
+            &codecs_data("usgs_all_week_2018-02-07.geojson"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("accepted 1707, rejected 0"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("distinct tracks 1707"), "{}", stderr(&out));
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["properties"]["feed"], "usgs-week");
+    assert_eq!(first["properties"]["track"], "ci37868143");
+    assert_eq!(first["properties"]["time"], "2018-02-07T01:26:13.84Z");
+}

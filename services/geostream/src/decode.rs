@@ -1,0 +1,190 @@
+//! `geostream decode`: the offline decoder. Users check a feed's bytes and mapping before they
+//! register it; tests and benchmarks drive the codecs through it.
+//!
+//! Observations go to stdout as GeoJSON lines (one Feature per line, the record on the topic);
+//! a summary (accepted, rejected by reason, skipped, distinct tracks) and the first rejections go
+//! to stderr, so stdout can be piped into other tools untouched.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use geostream_codecs::{CodecOptions, Context, Outcome, Summary, decode_all};
+use geostream_model::time::OffsetDateTime;
+use geostream_model::time::format_description::well_known::Rfc3339;
+use geostream_model::{FeedId, FeedSpec, Format, Mapping};
+
+/// Arguments of `geostream decode`.
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// Input file; `-` or none reads standard input.
+    pub input: Option<PathBuf>,
+    /// Wire format (json, geojson, csv, nmea, ais, gtfs_rt, gpx, cap); taken from --feed when given.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// A feed spec file (YAML or JSON) whose format and mapping to use.
+    #[arg(long)]
+    pub feed: Option<PathBuf>,
+    /// Feed id written into the observations when no --feed is given.
+    #[arg(long, default_value = "decode")]
+    pub feed_id: String,
+    /// JSON/GeoJSON: one record per line instead of one document.
+    #[arg(long)]
+    pub lines: bool,
+    /// JSON: path of the records inside the document, e.g. `states`.
+    #[arg(long)]
+    pub records: Option<String>,
+    /// CSV: field delimiter (one character).
+    #[arg(long, default_value = ",")]
+    pub delimiter: char,
+    /// NMEA: accept sentences without a checksum.
+    #[arg(long)]
+    pub allow_missing_checksum: bool,
+    /// GPX: accept points without a time.
+    #[arg(long)]
+    pub allow_missing_time: bool,
+    /// Receive time to assume (RFC 3339); default now. Matters for formats without event times and
+    /// for the future-time check on old captures.
+    #[arg(long)]
+    pub received: Option<String>,
+    /// How many rejections to print in full on stderr.
+    #[arg(long, default_value_t = 10)]
+    pub show_rejects: usize,
+    /// Exit with status 1 when any record was rejected.
+    #[arg(long)]
+    pub fail_on_reject: bool,
+}
+
+/// What went wrong before any record could be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Arguments or the feed file are not usable.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading input or writing output failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being read or written.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `--fail-on-reject` and records were rejected.
+    #[error("{0} record(s) rejected")]
+    Rejected(u64),
+}
+
+fn read_feed(path: &Path) -> Result<FeedSpec, DecodeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| DecodeError::Io { what: format!("reading feed file {}", path.display()), source })?;
+    let spec: FeedSpec = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| DecodeError::Usage(format!("feed file {}: {e}", path.display())))?
+    } else {
+        serde_yaml::from_str(&text).map_err(|e| DecodeError::Usage(format!("feed file {}: {e}", path.display())))?
+    };
+    spec.validate().map_err(|e| DecodeError::Usage(format!("feed file {}: {e}", path.display())))?;
+    Ok(spec)
+}
+
+/// Runs the command; returns the summary so callers (and tests) can inspect it.
+pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
+    let (format, mapping, feed) = match &args.feed {
+        Some(path) => {
+            let spec = read_feed(path)?;
+            if let Some(f) = &args.format
+                && f.parse::<Format>().ok() != Some(spec.format)
+            {
+                return Err(DecodeError::Usage(format!(
+                    "--format {f} contradicts the feed file's format {}; drop --format",
+                    spec.format
+                )));
+            }
+            (spec.format, spec.mapping, spec.id)
+        }
+        None => {
+            let name = args.format.as_deref().ok_or_else(|| {
+                DecodeError::Usage(
+                    "give --format <name> or --feed <file>; formats: json, geojson, csv, nmea, ais, gtfs_rt, gpx, cap"
+                        .into(),
+                )
+            })?;
+            let format: Format = name.parse().map_err(|e| DecodeError::Usage(format!("--format: {e}")))?;
+            let feed: FeedId = args.feed_id.parse().map_err(|e| DecodeError::Usage(format!("--feed-id: {e}")))?;
+            (format, Mapping::default(), feed)
+        }
+    };
+    let delimiter = u8::try_from(args.delimiter)
+        .map_err(|_| DecodeError::Usage(format!("--delimiter {:?} is not a single ASCII character", args.delimiter)))?;
+    let opts = CodecOptions {
+        lines: args.lines,
+        records: args.records.clone(),
+        delimiter,
+        allow_missing_checksum: args.allow_missing_checksum,
+        allow_missing_time: args.allow_missing_time,
+        skip_null_geometry: false,
+    };
+    let mut codec = geostream_codecs::build(format, &mapping, &opts).map_err(|e| DecodeError::Usage(e.to_string()))?;
+    let received = match &args.received {
+        Some(t) => OffsetDateTime::parse(t, &Rfc3339)
+            .map_err(|e| DecodeError::Usage(format!("--received {t:?} is not RFC 3339: {e}")))?,
+        None => OffsetDateTime::now_utc(),
+    };
+
+    let (bytes, source) = match args.input.as_deref() {
+        None => (read_stdin()?, "stdin".to_owned()),
+        Some(p) if p == Path::new("-") => (read_stdin()?, "stdin".to_owned()),
+        Some(p) => (
+            std::fs::read(p).map_err(|source| DecodeError::Io { what: format!("reading {}", p.display()), source })?,
+            p.display().to_string(),
+        ),
+    };
+
+    let ctx = Context::new(feed, received);
+    let outcomes = decode_all(codec.as_mut(), &bytes, &ctx);
+    let mut summary = Summary::default();
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut shown = 0usize;
+    let write_err = |source| DecodeError::Io { what: "writing to stdout".into(), source };
+    for o in &outcomes {
+        summary.add(o);
+        match o {
+            Outcome::Observation(obs) => {
+                serde_json::to_writer(&mut out, obs).map_err(|e| write_err(std::io::Error::other(e)))?;
+                out.write_all(b"\n").map_err(write_err)?;
+            }
+            Outcome::Rejected(r) if shown < args.show_rejects => {
+                shown += 1;
+                eprintln!("rejected [{}] {}: {}", r.reason.as_str(), source, r.detail);
+            }
+            _ => {}
+        }
+    }
+    out.flush().map_err(write_err)?;
+    eprintln!("{}", render_summary(codec.name(), &source, &summary));
+    if args.fail_on_reject && summary.rejected_total() > 0 {
+        return Err(DecodeError::Rejected(summary.rejected_total()));
+    }
+    Ok(summary)
+}
+
+fn read_stdin() -> Result<Vec<u8>, DecodeError> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|source| DecodeError::Io { what: "reading stdin".into(), source })?;
+    Ok(buf)
+}
+
+fn render_summary(codec: &str, source: &str, s: &Summary) -> String {
+    let rejected: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let skipped: Vec<String> = s.skipped.iter().map(|(k, v)| format!("{}={v}", k.to_lowercase())).collect();
+    format!(
+        "decode {codec} {source}: accepted {}, rejected {}{}, skipped {}{}, distinct tracks {}",
+        s.accepted,
+        s.rejected_total(),
+        if rejected.is_empty() { String::new() } else { format!(" ({})", rejected.join(", ")) },
+        s.skipped.values().sum::<u64>(),
+        if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join(", ")) },
+        s.tracks.len()
+    )
+}
