@@ -144,14 +144,21 @@ pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut shown = 0usize;
-    let write_err = |source| DecodeError::Io { what: "writing to stdout".into(), source };
+    // A closed stdout (`| head`) ends the output, not the run: the summary still counts everything.
+    let mut stdout_open = true;
+    let mut write_line = |obs: &geostream_model::Observation| -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(obs).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        out.write_all(&line)
+    };
     for o in &outcomes {
         summary.add(o);
         match o {
-            Outcome::Observation(obs) => {
-                serde_json::to_writer(&mut out, obs).map_err(|e| write_err(std::io::Error::other(e)))?;
-                out.write_all(b"\n").map_err(write_err)?;
-            }
+            Outcome::Observation(obs) if stdout_open => match write_line(obs) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => stdout_open = false,
+                Err(source) => return Err(DecodeError::Io { what: "writing to stdout".into(), source }),
+            },
             Outcome::Rejected(r) if shown < args.show_rejects => {
                 shown += 1;
                 eprintln!("rejected [{}] {}: {}", r.reason.as_str(), source, r.detail);
@@ -159,7 +166,14 @@ pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
             _ => {}
         }
     }
-    out.flush().map_err(write_err)?;
+    if stdout_open {
+        match out.flush() {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(DecodeError::Io { what: "writing to stdout".into(), source: e });
+            }
+            _ => {}
+        }
+    }
     eprintln!("{}", render_summary(codec.name(), &source, &summary));
     if args.fail_on_reject && summary.rejected_total() > 0 {
         return Err(DecodeError::Rejected(summary.rejected_total()));
