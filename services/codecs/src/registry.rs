@@ -14,36 +14,8 @@ use crate::json::{JsonCodec, JsonOptions, NdjsonCodec};
 use crate::mapping::MappingError;
 use crate::nmea::{NmeaCodec, NmeaOptions};
 
-/// Format-specific switches that are not part of the field mapping.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodecOptions {
-    /// JSON and GeoJSON: one record per line (JSON Lines, GeoJSON text sequences) instead of one
-    /// document per payload. Line sources (TCP, UDP, files read line by line) want this.
-    pub lines: bool,
-    /// JSON: where the records sit in each payload (mapping path syntax), e.g. `states`.
-    pub records: Option<String>,
-    /// CSV: the field delimiter.
-    pub delimiter: u8,
-    /// NMEA: accept sentences without a checksum.
-    pub allow_missing_checksum: bool,
-    /// GPX: accept points without a time (timed from the receive time, see [`crate::gpx`]).
-    pub allow_missing_time: bool,
-    /// GeoJSON: count features without geometry as skipped rather than rejected.
-    pub skip_null_geometry: bool,
-}
-
-impl Default for CodecOptions {
-    fn default() -> Self {
-        Self {
-            lines: false,
-            records: None,
-            delimiter: b',',
-            allow_missing_checksum: false,
-            allow_missing_time: false,
-            skip_null_geometry: false,
-        }
-    }
-}
+/// The format switches of a feed; they live in the feed spec (`FeedSpec::options`).
+pub use geostream_model::FormatOptions as CodecOptions;
 
 /// Why no codec could be built.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +28,14 @@ pub enum BuildError {
         /// What is wrong with the mapping.
         #[source]
         source: MappingError,
+    },
+    /// The options do not fit the format.
+    #[error("format {format}: {detail}")]
+    Options {
+        /// The format asked for.
+        format: Format,
+        /// What is wrong.
+        detail: String,
     },
     /// The format has no decoder yet.
     #[error("format {0}: no decoder yet (planned with the feed-adapter work); supported: {SUPPORTED}")]
@@ -90,10 +70,13 @@ pub fn build(format: Format, mapping: &Mapping, opts: &CodecOptions) -> Result<B
                 Box::new(GeoJsonCodec::new(mapping, geo_opts).map_err(mapping_err)?)
             }
         }
-        Format::Csv => Box::new(
-            CsvCodec::new(mapping, CsvOptions { delimiter: opts.delimiter, ..CsvOptions::default() })
-                .map_err(mapping_err)?,
-        ),
+        Format::Csv => {
+            let delimiter = u8::try_from(opts.delimiter).map_err(|_| BuildError::Options {
+                format,
+                detail: format!("options.delimiter {:?} is not a single ASCII character", opts.delimiter),
+            })?;
+            Box::new(CsvCodec::new(mapping, CsvOptions { delimiter, ..CsvOptions::default() }).map_err(mapping_err)?)
+        }
         Format::EsriJson | Format::Cot => return Err(BuildError::NotImplemented(format)),
     })
 }

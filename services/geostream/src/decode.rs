@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use geostream_codecs::{CodecOptions, Context, Outcome, Summary, decode_all};
 use geostream_model::time::OffsetDateTime;
 use geostream_model::time::format_description::well_known::Rfc3339;
-use geostream_model::{FeedId, FeedSpec, Format, Mapping};
+use geostream_model::{CatalogEntry, CatalogSample, FeedId, FeedSpec, Format, Mapping};
 
 /// Arguments of `geostream decode`.
 #[derive(Debug, clap::Args)]
@@ -21,9 +21,14 @@ pub struct DecodeArgs {
     /// Wire format (json, geojson, csv, nmea, ais, gtfs_rt, gpx, cap); taken from --feed when given.
     #[arg(long)]
     pub format: Option<String>,
-    /// A feed spec file (YAML or JSON) whose format and mapping to use.
+    /// A catalog name (`feeds/<name>.yaml`), a catalog file, or a feed spec file (YAML or JSON)
+    /// whose format, mapping and options to use. With a catalog entry and no FILE, its sample is
+    /// decoded.
     #[arg(long)]
-    pub feed: Option<PathBuf>,
+    pub feed: Option<String>,
+    /// Where catalog names are looked up.
+    #[arg(long, env = "GEOSTREAM_CATALOG", default_value = "feeds")]
+    pub catalog: PathBuf,
     /// Feed id written into the observations when no --feed is given.
     #[arg(long, default_value = "decode")]
     pub feed_id: String,
@@ -33,9 +38,9 @@ pub struct DecodeArgs {
     /// JSON: path of the records inside the document, e.g. `states`.
     #[arg(long)]
     pub records: Option<String>,
-    /// CSV: field delimiter (one character).
-    #[arg(long, default_value = ",")]
-    pub delimiter: char,
+    /// CSV: field delimiter (one character); default `,` or the feed file's.
+    #[arg(long)]
+    pub delimiter: Option<char>,
     /// NMEA: accept sentences without a checksum.
     #[arg(long)]
     pub allow_missing_checksum: bool,
@@ -73,23 +78,68 @@ pub enum DecodeError {
     Rejected(u64),
 }
 
-fn read_feed(path: &Path) -> Result<FeedSpec, DecodeError> {
+/// What `--feed` named: a bare spec, or a catalog entry with the directory its sample is relative to.
+struct ResolvedFeed {
+    spec: FeedSpec,
+    sample: Option<(CatalogSample, PathBuf)>,
+}
+
+fn parse_feed_file(path: &Path) -> Result<ResolvedFeed, DecodeError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| DecodeError::Io { what: format!("reading feed file {}", path.display()), source })?;
-    let spec: FeedSpec = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| DecodeError::Usage(format!("feed file {}: {e}", path.display())))?
+    let usage = |e: String| DecodeError::Usage(format!("feed file {}: {e}", path.display()));
+    let value: serde_yaml::Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| usage(e.to_string()))?
     } else {
-        serde_yaml::from_str(&text).map_err(|e| DecodeError::Usage(format!("feed file {}: {e}", path.display())))?
+        serde_yaml::from_str(&text).map_err(|e| usage(e.to_string()))?
     };
-    spec.validate().map_err(|e| DecodeError::Usage(format!("feed file {}: {e}", path.display())))?;
-    Ok(spec)
+    // A catalog entry wraps the spec under `feed`; a bare spec has `source` at the top.
+    let is_catalog = value.get("feed").is_some();
+    if is_catalog {
+        let entry: CatalogEntry = serde_yaml::from_value(value).map_err(|e| usage(e.to_string()))?;
+        entry.validate().map_err(|e| usage(e.to_string()))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(ResolvedFeed { spec: entry.feed, sample: entry.sample.map(|s| (s, dir)) })
+    } else {
+        let spec: FeedSpec = serde_yaml::from_value(value).map_err(|e| usage(e.to_string()))?;
+        spec.validate().map_err(|e| usage(e.to_string()))?;
+        Ok(ResolvedFeed { spec, sample: None })
+    }
+}
+
+fn resolve_feed(feed: &str, catalog: &Path) -> Result<ResolvedFeed, DecodeError> {
+    let as_path = Path::new(feed);
+    if as_path.is_file() {
+        return parse_feed_file(as_path);
+    }
+    let in_catalog = catalog.join(format!("{feed}.yaml"));
+    if in_catalog.is_file() {
+        return parse_feed_file(&in_catalog);
+    }
+    let known: Vec<String> = std::fs::read_dir(catalog)
+        .map(|rd| {
+            let mut names: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")).map(str::to_owned))
+                .collect();
+            names.sort();
+            names
+        })
+        .unwrap_or_default();
+    Err(DecodeError::Usage(format!(
+        "--feed {feed:?} is neither a file nor a catalog name in {} (known: {})",
+        catalog.display(),
+        if known.is_empty() { "none; set --catalog or GEOSTREAM_CATALOG".to_owned() } else { known.join(", ") }
+    )))
 }
 
 /// Runs the command; returns the summary so callers (and tests) can inspect it.
 pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
-    let (format, mapping, feed) = match &args.feed {
-        Some(path) => {
-            let spec = read_feed(path)?;
+    let mut sample = None;
+    let (format, mapping, feed, mut opts) = match &args.feed {
+        Some(name) => {
+            let ResolvedFeed { spec, sample: s } = resolve_feed(name, &args.catalog)?;
+            sample = s;
             if let Some(f) = &args.format
                 && f.parse::<Format>().ok() != Some(spec.format)
             {
@@ -98,7 +148,7 @@ pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
                     spec.format
                 )));
             }
-            (spec.format, spec.mapping, spec.id)
+            (spec.format, spec.mapping, spec.id, spec.options)
         }
         None => {
             let name = args.format.as_deref().ok_or_else(|| {
@@ -109,30 +159,40 @@ pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
             })?;
             let format: Format = name.parse().map_err(|e| DecodeError::Usage(format!("--format: {e}")))?;
             let feed: FeedId = args.feed_id.parse().map_err(|e| DecodeError::Usage(format!("--feed-id: {e}")))?;
-            (format, Mapping::default(), feed)
+            (format, Mapping::default(), feed, CodecOptions::default())
         }
     };
-    let delimiter = u8::try_from(args.delimiter)
-        .map_err(|_| DecodeError::Usage(format!("--delimiter {:?} is not a single ASCII character", args.delimiter)))?;
-    let opts = CodecOptions {
-        lines: args.lines,
-        records: args.records.clone(),
-        delimiter,
-        allow_missing_checksum: args.allow_missing_checksum,
-        allow_missing_time: args.allow_missing_time,
-        skip_null_geometry: false,
-    };
+    // Flags add to what the feed file says; they never switch its options off.
+    opts.lines |= args.lines;
+    opts.allow_missing_checksum |= args.allow_missing_checksum;
+    opts.allow_missing_time |= args.allow_missing_time;
+    if args.records.is_some() {
+        opts.records = args.records.clone();
+    }
+    if let Some(d) = args.delimiter {
+        opts.delimiter = d;
+    }
     let mut codec = geostream_codecs::build(format, &mapping, &opts).map_err(|e| DecodeError::Usage(e.to_string()))?;
     let received = match &args.received {
         Some(t) => OffsetDateTime::parse(t, &Rfc3339)
             .map_err(|e| DecodeError::Usage(format!("--received {t:?} is not RFC 3339: {e}")))?,
-        None => OffsetDateTime::now_utc(),
+        None => match (&args.input, &sample) {
+            // Decoding a catalog sample: its own receive time keeps old captures meaningful.
+            (None, Some((s, _))) => s.received.unwrap_or_else(OffsetDateTime::now_utc),
+            _ => OffsetDateTime::now_utc(),
+        },
     };
 
-    let (bytes, source) = match args.input.as_deref() {
-        None => (read_stdin()?, "stdin".to_owned()),
-        Some(p) if p == Path::new("-") => (read_stdin()?, "stdin".to_owned()),
-        Some(p) => (
+    let (bytes, source) = match (args.input.as_deref(), &sample) {
+        (None, Some((s, dir))) => {
+            let p = dir.join(&s.file);
+            let bytes = std::fs::read(&p)
+                .map_err(|source| DecodeError::Io { what: format!("reading sample {}", p.display()), source })?;
+            (bytes, p.display().to_string())
+        }
+        (None, None) => (read_stdin()?, "stdin".to_owned()),
+        (Some(p), _) if p == Path::new("-") => (read_stdin()?, "stdin".to_owned()),
+        (Some(p), _) => (
             std::fs::read(p).map_err(|source| DecodeError::Io { what: format!("reading {}", p.display()), source })?,
             p.display().to_string(),
         ),

@@ -158,3 +158,55 @@ fn decode_uses_a_feed_files_format_and_mapping() {
     assert_eq!(first["properties"]["track"], "ci37868143");
     assert_eq!(first["properties"]["time"], "2018-02-07T01:26:13.84Z");
 }
+
+/// Every catalog entry is a valid feed, and decoding its shipped sample gives exactly the counts
+/// the entry promises (so a codec change that alters a real feed's output shows up here).
+#[test]
+fn every_catalog_entry_validates_and_its_sample_decodes_as_promised() {
+    let catalog = format!("{}/../../feeds", env!("CARGO_MANIFEST_DIR"));
+    let mut entries: Vec<_> = std::fs::read_dir(&catalog)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    entries.sort();
+    let required = [
+        "usgs-earthquakes",
+        "ais-nmea-tcp",
+        "nmea-gps-tcp",
+        "gtfs-rt-vehicle-positions",
+        "mqtt-geojson",
+        "http-push-json",
+        "opensky-states",
+        "cap-alerts",
+        "gpx-file",
+    ];
+    let names: Vec<String> = entries.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    for r in required {
+        assert!(names.iter().any(|n| n == r), "catalog entry {r} missing from feeds/");
+    }
+    let mut with_samples = 0;
+    for path in &entries {
+        let entry: geostream_model::CatalogEntry = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        entry.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(path.file_stem().unwrap().to_string_lossy(), entry.name.as_str());
+        // The codec for the entry builds (its mapping compiles), sample or not.
+        let built = geostream(&["decode", "--catalog", &catalog, "--feed", &entry.name, "/dev/null"], &[]);
+        assert!(built.status.success(), "{}: {}", entry.name, stderr(&built));
+        let Some(sample) = &entry.sample else { continue };
+        with_samples += 1;
+        let out = geostream(&["decode", "--catalog", &catalog, "--feed", &entry.name, "--show-rejects", "0"], &[]);
+        assert!(out.status.success(), "{}: {}", entry.name, stderr(&out));
+        let err = stderr(&out);
+        let e = sample.expect;
+        assert!(
+            err.contains(&format!("accepted {}, rejected {}", e.accepted, e.rejected))
+                && err.contains(&format!("distinct tracks {}", e.tracks)),
+            "{}: expected {e:?}, got: {err}",
+            entry.name
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count() as u64, e.accepted, "{}", entry.name);
+    }
+    assert!(with_samples >= 9, "only {with_samples} catalog entries have samples");
+}

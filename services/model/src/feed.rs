@@ -236,6 +236,38 @@ fn yes() -> bool {
     true
 }
 
+/// Format-specific switches of a feed that are not part of the field mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FormatOptions {
+    /// JSON and GeoJSON: one record per line (JSON Lines, GeoJSON text sequences) instead of one
+    /// document per payload. Line sources (TCP, UDP, line-by-line files) want this.
+    pub lines: bool,
+    /// JSON: where the records sit in each payload (mapping path syntax), e.g. `states`.
+    pub records: Option<String>,
+    /// CSV: the field delimiter, one ASCII character.
+    pub delimiter: char,
+    /// NMEA: accept sentences without a checksum (some loggers strip it).
+    pub allow_missing_checksum: bool,
+    /// GPX: accept points without a time (timed from the receive time).
+    pub allow_missing_time: bool,
+    /// GeoJSON: count features without geometry as skipped rather than rejected.
+    pub skip_null_geometry: bool,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        Self {
+            lines: false,
+            records: None,
+            delimiter: ',',
+            allow_missing_checksum: false,
+            allow_missing_time: false,
+            skip_null_geometry: false,
+        }
+    }
+}
+
 /// A feed: one source of one tenant, with its format and field mapping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,6 +284,9 @@ pub struct FeedSpec {
     /// Where the fields are.
     #[serde(default)]
     pub mapping: Mapping,
+    /// Format switches that are not field mapping (framing, delimiters, leniency).
+    #[serde(default)]
+    pub options: FormatOptions,
     /// Disabled feeds stay registered but are not ingested.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -332,6 +367,14 @@ impl FeedSpec {
             ));
         }
         self.validate_source(&c)?;
+        if !self.options.delimiter.is_ascii()
+            || (self.options.delimiter.is_ascii_control() && self.options.delimiter != '\t')
+        {
+            return Err(c.err(
+                "options.delimiter",
+                format!("is {:?}; use one printable ASCII character or a tab", self.options.delimiter),
+            ));
+        }
         self.validate_mapping(&c)
     }
 

@@ -36,6 +36,7 @@
 mod macros;
 
 mod aggregate;
+mod catalog;
 mod deadletter;
 mod error;
 mod event;
@@ -51,10 +52,11 @@ mod wgs84;
 mod window;
 
 pub use aggregate::{Aggregate, AggregateKind};
+pub use catalog::{CatalogEntry, CatalogSample, SampleExpectation};
 pub use deadletter::{DeadLetter, ReasonCode};
 pub use error::{Classify, ErrorClass, IdKind, IdProblem, ModelError};
 pub use event::{Event, EventBuilder, EventKind, FenceRef};
-pub use feed::{FeedSpec, Format, Mapping, Replay, Source, TcpMode, TimeFormat};
+pub use feed::{FeedSpec, Format, FormatOptions, Mapping, Replay, Source, TcpMode, TimeFormat};
 pub use fence::{FenceShape, FenceSpec, MAX_RADIUS_M};
 pub use ids::{AnalyticId, FeedId, FenceId, MAX_SLUG_LEN, RecordId, TenantId, TrackId};
 pub use naming::{INDEX_PREFIX, IndexKind, KAFKA_TOPIC_MAX_LEN, Naming, Stage, TopicKind};
