@@ -42,10 +42,26 @@ gs_fail() {
   exit 1
 }
 
-# gs_pid_alive SERVICE: true when the pid file names a live process.
+# A process's start time (clock ticks since boot, field 22 of /proc/PID/stat): with the pid it
+# identifies the process, so a pid reused after a reboot or a killed session is not taken for ours.
+gs_proc_start() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  # The command name (field 2) may hold spaces; fields after the last ')' are fixed.
+  stat="${stat##*) }"
+  set -- $stat
+  printf '%s' "${20}"
+}
+
+# gs_pid_alive SERVICE: true when the pid file names a live process that is the one we started.
 gs_pid_alive() {
-  local f="$GS_PIDS/$1.pid"
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+  local f="$GS_PIDS/$1.pid" pid want have
+  [ -f "$f" ] || return 1
+  read -r pid want <"$f" || true
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  [ -z "$want" ] && return 0
+  have="$(gs_proc_start "$pid")" || return 1
+  [ "$have" = "$want" ]
 }
 
 # gs_spawn SERVICE CMD...: start CMD detached in its own session, log to the service log, record its pid.
@@ -54,15 +70,16 @@ gs_spawn() {
   local log; log="$(gs_logfile "$svc")"
   : >"$log"
   setsid "$@" >>"$log" 2>&1 < /dev/null &
-  echo $! >"$GS_PIDS/$svc.pid"
+  local pid=$!
+  echo "$pid $(gs_proc_start "$pid")" >"$GS_PIDS/$svc.pid"
 }
 
 # gs_stop_pid SERVICE: TERM the recorded process group, wait, then KILL; only ever what we started.
 gs_stop_pid() {
   local svc="$1" f="$GS_PIDS/$1.pid" pid i
   [ -f "$f" ] || return 0
-  pid="$(cat "$f")"
-  if kill -0 "$pid" 2>/dev/null; then
+  read -r pid _ <"$f" || true
+  if gs_pid_alive "$svc"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
