@@ -87,7 +87,8 @@ impl Observation {
         attributes: Map<String, Value>,
     ) -> Result<Self, ModelError> {
         let o = Self::new(feed, track, time, received, geometry, attributes);
-        o.validate()?;
+        // `new` just computed the id from this content, so only the content needs checking.
+        o.validate_content()?;
         Ok(o)
     }
 
@@ -118,20 +119,30 @@ impl Observation {
     /// Checks coordinates (finite, lon in [-180, 180], lat in [-90, 90], no empty parts), times
     /// (expressible in RFC 3339), attribute names, and that `id` matches the content.
     pub fn validate(&self) -> Result<(), ModelError> {
-        let subject = || format!("observation {} of feed {:?}", self.id, self.feed.as_str());
-        check_geometry(&self.geometry).map_err(|p| p.into_error(subject()))?;
-        check_time(&subject(), "time", self.time)?;
-        check_time(&subject(), "received", self.received)?;
-        if let Some(key) = reserved_clash(&self.attributes, Self::RESERVED_PROPERTIES) {
-            return Err(clash_error(subject(), key, Self::RESERVED_PROPERTIES));
-        }
+        self.validate_content()?;
         let computed = self.compute_id();
         if computed != self.id {
             return Err(ModelError::IdMismatch {
-                subject: subject(),
+                subject: format!("observation {} of feed {:?}", self.id, self.feed.as_str()),
                 stored: self.id.to_string(),
                 computed: computed.to_string(),
             });
+        }
+        Ok(())
+    }
+
+    /// [`Observation::validate`] without the id check. The subject string for messages is only
+    /// built when something is wrong (this runs once per decoded record).
+    fn validate_content(&self) -> Result<(), ModelError> {
+        let subject = || format!("observation {} of feed {:?}", self.id, self.feed.as_str());
+        check_geometry(&self.geometry).map_err(|p| p.into_error(subject()))?;
+        for (field, t) in [("time", self.time), ("received", self.received)] {
+            if !rfc3339::is_representable(t) {
+                check_time(&subject(), field, t)?;
+            }
+        }
+        if let Some(key) = reserved_clash(&self.attributes, Self::RESERVED_PROPERTIES) {
+            return Err(clash_error(subject(), key, Self::RESERVED_PROPERTIES));
         }
         Ok(())
     }

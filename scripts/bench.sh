@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Codec throughput benchmarks (BRIEF section 6): runs the criterion target
+# `cargo bench -p geostream-codecs --bench codecs` on the real sample files, then prints one JSON
+# line per figure:
+#
+#   {"name": "ais/geostream_decode", "value": <records/s>, "unit": "records/s",
+#    "reference": "ais/nmea_parser_reference", "reference_value": <records/s>, "ratio": value/reference,
+#    "target_ratio": 2.0, "target_value": 2000000, "per_core": true}
+#
+# Values are records per second on one core (criterion's mean time per iteration, records from
+# its Throughput::Elements). Missed targets are reported, not failed on (an extra "meets_target"
+# field says whether each given target is met); a benchmark that fails to build or run fails the
+# script.
+#
+# Usage: scripts/bench.sh [criterion filter...]
+# Env:   BENCH_ARGS   criterion options (default: --warm-up-time 1 --measurement-time 3)
+#        CARGO_TARGET_DIR is respected (criterion writes under $CARGO_TARGET_DIR/criterion).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BENCH_ARGS=${BENCH_ARGS:---warm-up-time 1 --measurement-time 3}
+
+# Criterion appends to, and compares with, earlier runs in the same directory; start clean so
+# every figure printed comes from this run.
+target_dir=${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}
+criterion_dir="${target_dir:?no cargo target directory}/criterion"
+rm -rf "$criterion_dir"
+
+# shellcheck disable=SC2086
+cargo bench -p geostream-codecs --bench codecs -- $BENCH_ARGS "$@" >&2
+
+python3 - "$criterion_dir" <<'EOF'
+import json, os, sys
+
+root = sys.argv[1]
+
+# name -> (reference name or None, target ratio or None, absolute target in records/s or None)
+FIGURES = {
+    "ais/geostream_decode": ("ais/nmea_parser_reference", 2.0, 2_000_000),
+    "ais/geostream_decode_only": ("ais/nmea_parser_reference", 2.0, None),
+    "ais/nmea_parser_reference": (None, None, None),
+    "ais/geostream_decode_exactearth": (None, None, 2_000_000),
+    "geojson/geostream_decode": ("geojson/serde_json_reference", None, 1_000_000),
+    "geojson/serde_json_reference": (None, None, None),
+    "geojson/geojson_crate_reference": (None, None, None),
+    "nmea/geostream_decode": (None, None, None),
+    "csv/geostream_decode": (None, None, None),
+    "gtfs_rt/geostream_decode": (None, None, None),
+}
+
+
+def rate(name):
+    """Records/s of one benchmark from this run, or None if it did not run."""
+    d = os.path.join(root, name, "new")
+    try:
+        with open(os.path.join(d, "benchmark.json")) as f:
+            bench = json.load(f)
+        with open(os.path.join(d, "estimates.json")) as f:
+            est = json.load(f)
+    except FileNotFoundError:
+        return None
+    elements = (bench.get("throughput") or {}).get("Elements")
+    mean_ns = est["mean"]["point_estimate"]
+    if not elements or not mean_ns:
+        sys.exit(f"bench.sh: {name}: no element throughput or zero time in criterion output")
+    return elements / (mean_ns / 1e9)
+
+
+def rounded(x, digits=0):
+    return None if x is None else round(x, digits) if digits else round(x)
+
+
+found = 0
+for name, (ref, target_ratio, target_value) in FIGURES.items():
+    value = rate(name)
+    if value is None:
+        continue  # filtered out by the caller's criterion filter
+    found += 1
+    ref_value = rate(ref) if ref else None
+    ratio = value / ref_value if ref_value else None
+    line = {
+        "name": name,
+        "value": rounded(value),
+        "unit": "records/s",
+        "reference": ref,
+        "reference_value": rounded(ref_value),
+        "ratio": rounded(ratio, 3),
+        "target_ratio": target_ratio,
+        "target_value": target_value,
+        "per_core": True,
+    }
+    checks = []
+    if target_ratio is not None and ratio is not None:
+        checks.append(ratio >= target_ratio)
+    if target_value is not None:
+        checks.append(value >= target_value)
+    line["meets_target"] = all(checks) if checks else None
+    print(json.dumps(line))
+
+if found == 0:
+    sys.exit(f"bench.sh: no criterion results under {root}")
+EOF
