@@ -96,6 +96,30 @@ fn event_time(d: &Decoded<'_>, received: OffsetDateTime) -> Result<OffsetDateTim
 struct Attrs(Map<String, Value>);
 
 impl Attrs {
+    /// The motion fields every position report carries, in SI units where they have one.
+    #[allow(clippy::too_many_arguments)]
+    fn motion(
+        &mut self,
+        class: &str,
+        sog_knots: Option<f64>,
+        cog_deg: Option<f64>,
+        heading_deg: Option<u16>,
+        accuracy: bool,
+        raim: bool,
+        second: u8,
+    ) {
+        self.put("class", class);
+        self.opt_f("sog_mps", sog_knots.map(|k| r6(k * KNOTS_TO_MPS)));
+        self.opt_f("cog_deg", cog_deg);
+        self.opt_f("heading_deg", heading_deg.map(f64::from));
+        self.put("accuracy", accuracy);
+        self.put("raim", raim);
+        // 60 and above mean "not available" or a positioning-system state, not a second.
+        if second < 60 {
+            self.put("second", second);
+        }
+    }
+
     fn put(&mut self, k: &str, v: impl Into<Value>) {
         self.0.insert(k.to_owned(), v.into());
     }
@@ -131,43 +155,19 @@ pub fn normalise(d: &Decoded<'_>, feed: &FeedId, received: OffsetDateTime) -> Re
     a.put("msg_type", h.msg_type);
     let (lon, lat) = match &d.message {
         Message::Position(m) => {
-            a.put("class", "A");
-            a.opt_f("sog_mps", m.sog_knots.map(|k| r6(k * KNOTS_TO_MPS)));
-            a.opt_f("cog_deg", m.cog_deg);
-            a.opt_f("heading_deg", m.heading_deg.map(f64::from));
+            a.motion("A", m.sog_knots, m.cog_deg, m.heading_deg, m.accuracy, m.raim, m.second);
             a.put("nav_status", m.nav_status);
             if let Some(rot) = m.rot {
                 a.put("rot", rot);
             }
-            a.put("accuracy", m.accuracy);
-            a.put("raim", m.raim);
-            if m.second < 60 {
-                a.put("second", m.second);
-            }
             (m.lon, m.lat)
         }
         Message::ClassB(m) => {
-            a.put("class", "B");
-            a.opt_f("sog_mps", m.sog_knots.map(|k| r6(k * KNOTS_TO_MPS)));
-            a.opt_f("cog_deg", m.cog_deg);
-            a.opt_f("heading_deg", m.heading_deg.map(f64::from));
-            a.put("accuracy", m.accuracy);
-            a.put("raim", m.raim);
-            if m.second < 60 {
-                a.put("second", m.second);
-            }
+            a.motion("B", m.sog_knots, m.cog_deg, m.heading_deg, m.accuracy, m.raim, m.second);
             (m.lon, m.lat)
         }
         Message::ClassBExtended(m) => {
-            a.put("class", "B");
-            a.opt_f("sog_mps", m.sog_knots.map(|k| r6(k * KNOTS_TO_MPS)));
-            a.opt_f("cog_deg", m.cog_deg);
-            a.opt_f("heading_deg", m.heading_deg.map(f64::from));
-            a.put("accuracy", m.accuracy);
-            a.put("raim", m.raim);
-            if m.second < 60 {
-                a.put("second", m.second);
-            }
+            a.motion("B", m.sog_knots, m.cog_deg, m.heading_deg, m.accuracy, m.raim, m.second);
             a.text("name", m.shipname.as_str());
             if m.shiptype != 0 {
                 a.put("ship_type", m.shiptype);
