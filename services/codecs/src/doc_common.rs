@@ -1,17 +1,17 @@
-//! Helpers shared by the document codecs (GTFS-realtime, GPX, CAP): building a validated
+//! Helpers shared by the codecs (built for GTFS-realtime, GPX and CAP; AIS and NMEA use the
+//! rejection helpers too): building a validated
 //! observation from parts and turning each failure into the right dead-letter reason.
 
 use geostream_model::geojson::Geometry;
 use geostream_model::time::OffsetDateTime;
-use geostream_model::{Observation, ReasonCode, TrackId};
+use geostream_model::{ModelError, Observation, ReasonCode, TrackId};
 use serde_json::{Map, Value};
 
-use crate::codec::{Context, Outcome, Rejection};
+use crate::codec::{Context, Outcome, Rejection, located};
 
 /// A rejection with the context's location in front of `detail`.
 pub(crate) fn reject(ctx: &Context, reason: ReasonCode, detail: String, raw: &[u8]) -> Outcome {
-    let detail = if ctx.location.is_empty() { detail } else { format!("{}: {detail}", ctx.location) };
-    Outcome::Rejected(Rejection { reason, detail, raw: raw.to_vec() })
+    Outcome::Rejected(Rejection { reason, detail: located(&ctx.location, detail), raw: raw.to_vec() })
 }
 
 /// Checks one longitude/latitude pair: finite and in range.
@@ -37,19 +37,22 @@ pub(crate) fn observation(
         Ok(t) => t,
         Err(e) => return reject(ctx, ReasonCode::Schema, format!("{what}: track id: {e}"), raw),
     };
-    for (k, v) in &ctx.source_attributes {
-        attributes.entry(k.clone()).or_insert_with(|| v.clone());
-    }
     for key in Observation::RESERVED_PROPERTIES {
         attributes.remove(*key);
     }
+    ctx.merge_source_attributes(&mut attributes);
     match Observation::try_new(ctx.feed.clone(), Some(track), time, ctx.received, geometry, attributes) {
         Ok(o) => Outcome::Observation(Box::new(o)),
-        Err(e) => {
-            let msg = e.to_string();
-            let reason = if msg.contains("time") { ReasonCode::InvalidTime } else { ReasonCode::InvalidCoordinates };
-            reject(ctx, reason, format!("{what}: {msg}"), raw)
-        }
+        Err(e) => reject(ctx, reason_for(&e), format!("{what}: {e}"), raw),
+    }
+}
+
+/// The dead-letter reason for an observation the model refused to build.
+pub(crate) fn reason_for(e: &ModelError) -> ReasonCode {
+    match e {
+        ModelError::InvalidGeometry { .. } => ReasonCode::InvalidCoordinates,
+        ModelError::InvalidField { field, .. } if field == "time" || field == "received" => ReasonCode::InvalidTime,
+        _ => ReasonCode::Schema,
     }
 }
 

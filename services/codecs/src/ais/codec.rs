@@ -2,6 +2,7 @@
 
 use super::{Decoder, DecoderOptions, Normalised, Output, SkipKind, normalise};
 use crate::codec::{Codec, Context, Framing, Outcome, Rejection, Skip};
+use crate::doc_common;
 use geostream_model::ReasonCode;
 
 /// AIS sentences (AIVDM/AIVDO, with tag blocks or trailing receiver fields) to observations.
@@ -37,17 +38,12 @@ impl Codec for AisCodec {
     }
 
     fn decode(&mut self, input: &[u8], ctx: &Context, out: &mut dyn FnMut(Outcome)) {
-        let reject = |reason: ReasonCode, detail: String| {
-            Outcome::Rejected(Rejection { reason, detail: located(ctx, detail), raw: input.to_vec() })
-        };
+        let reject = |reason: ReasonCode, detail: String| doc_common::reject(ctx, reason, detail, input);
         let outcome = match self.decoder.push_line(input) {
             Ok(Output::Message(d)) => match normalise(&d, &ctx.feed, ctx.received) {
                 Ok(Normalised::Observation(mut obs)) => {
-                    if !ctx.source_attributes.is_empty() {
-                        for (k, v) in &ctx.source_attributes {
-                            obs.attributes.entry(k.clone()).or_insert_with(|| v.clone());
-                        }
-                    }
+                    // Attributes are not part of the id, so adding them after construction is safe.
+                    ctx.merge_source_attributes(&mut obs.attributes);
                     Outcome::Observation(obs)
                 }
                 Ok(Normalised::Static(_) | Normalised::Ignored(_)) => Outcome::Skipped(Skip::NotAPosition),
@@ -71,8 +67,4 @@ impl Codec for AisCodec {
         self.decoder.flush();
         self.drain_incomplete(out);
     }
-}
-
-fn located(ctx: &Context, detail: String) -> String {
-    if ctx.location.is_empty() { detail } else { format!("{}: {detail}", ctx.location) }
 }

@@ -73,7 +73,8 @@ pub(crate) fn xor(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0, |a, &b| a ^ b)
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
+/// One hexadecimal digit's value, either case (NMEA checksums).
+pub(crate) fn hex_digit(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'A'..=b'F' => Some(c - b'A' + 10),

@@ -246,11 +246,7 @@ impl CompiledMapping {
             },
         };
         let mut attributes = self.attributes(value)?;
-        for (k, v) in &ctx.source_attributes {
-            if !Observation::RESERVED_PROPERTIES.contains(&k.as_str()) {
-                attributes.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
+        ctx.merge_source_attributes(&mut attributes);
         let obs = Observation::new(ctx.feed.clone(), track, time, ctx.received, geometry, attributes);
         obs.validate().map_err(|e| Failure::new(ReasonCode::Schema, e.to_string()))?;
         Ok(obs)

@@ -6,7 +6,8 @@ use geostream_model::{FeedId, Observation, ReasonCode, TrackId};
 use serde_json::{Map, Value};
 
 use super::sentence::{Fix, Kind, LatLon, Line, NANOS_PER_DAY, NmeaError, frame, parse_fix};
-use crate::codec::{Codec, Context, Framing, Outcome, Rejection, Skip};
+use crate::codec::{Codec, Context, Framing, Outcome, Rejection, Skip, located, merge_attributes};
+use crate::doc_common::reason_for;
 
 /// Knots to metres per second (1852 m / 3600 s).
 pub const KNOTS_TO_MPS: f64 = 1852.0 / 3600.0;
@@ -214,13 +215,11 @@ impl NmeaCodec {
         if let Some(m) = e.mode.filter(u8::is_ascii_alphanumeric) {
             a.insert("faa_mode".to_owned(), char::from(m).to_string().into());
         }
-        for (k, v) in &e.source_attributes {
-            a.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+        merge_attributes(&e.source_attributes, &mut a);
         let geom = Geometry::new_point([pos.lon, pos.lat]);
         match Observation::try_new(e.feed.clone(), e.track.clone(), time, e.received, geom, a) {
             Ok(o) => Outcome::Observation(Box::new(o)),
-            Err(err) => reject(ReasonCode::Schema, format!("NMEA fix invalid: {err}")),
+            Err(err) => reject(reason_for(&err), format!("NMEA fix invalid: {err}")),
         }
     }
 
@@ -363,8 +362,4 @@ fn nanos_to_time(n: u64) -> Option<Time> {
 /// Rounds to 6 decimals so unit conversions do not print as 0.0720000000001.
 fn r6(v: f64) -> f64 {
     (v * 1e6).round() / 1e6
-}
-
-fn located(location: &str, detail: String) -> String {
-    if location.is_empty() { detail } else { format!("{location}: {detail}") }
 }

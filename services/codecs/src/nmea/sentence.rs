@@ -5,7 +5,7 @@
 use geostream_model::time::{Date, Month};
 use geostream_model::{Classify, ErrorClass, ReasonCode};
 
-use crate::ais::sentence::xor;
+use crate::ais::sentence::{hex_digit, xor};
 
 /// Nanoseconds in a day.
 pub const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
@@ -97,15 +97,6 @@ fn trim(line: &[u8]) -> &[u8] {
     let start = line.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(line.len());
     let end = line.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |p| p + 1);
     line.get(start..end).unwrap_or_default()
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
 }
 
 /// Frames one line and verifies its checksum. An NMEA 4.0 tag block (`\...\`) before the
