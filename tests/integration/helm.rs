@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use serde::Deserialize;
+
 fn run(program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"))
 }
@@ -78,5 +80,3 @@ fn chart_lints_renders_and_validates() {
     let out = validate(&validator, &broken);
     assert!(!out.status.success(), "kubernetes-validate accepted a broken manifest:\n{}", text(&out));
 }
-
-use serde::Deserialize;

@@ -316,7 +316,7 @@ fn check_bootstrap(bootstrap: &str, problems: &mut Vec<Problem>) {
 fn suggest_tenant(raw: &str) -> String {
     let mut s: String = raw.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     s = s.trim_matches('-').to_owned();
-    s.truncate(40);
+    s.truncate(TenantId::MAX_LEN);
     let s = s.trim_matches('-').to_owned();
     if s.is_empty() { "acme".into() } else { s }
 }
@@ -436,6 +436,14 @@ mod tests {
         assert!(problems[0].fix.contains("\"acme-ports\""), "{:?}", problems[0]);
         assert!(problems[1].problem.contains("\"broker\"") && problems[1].problem.contains("\":9092\""));
         assert!(!problems[1].problem.contains("ok:1"));
+    }
+
+    #[test]
+    fn the_suggested_tenant_is_always_valid() {
+        for raw in ["Acme Ports", "___", &"Very Long Harbour Authority Name ".repeat(3), "Ünïcode-Tenant"] {
+            let s = suggest_tenant(raw);
+            assert!(s.parse::<TenantId>().is_ok(), "{raw:?} -> {s:?}");
+        }
     }
 
     #[test]

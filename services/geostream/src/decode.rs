@@ -152,10 +152,10 @@ pub fn run(args: &DecodeArgs) -> Result<Summary, DecodeError> {
         }
         None => {
             let name = args.format.as_deref().ok_or_else(|| {
-                DecodeError::Usage(
-                    "give --format <name> or --feed <file>; formats: json, geojson, csv, nmea, ais, gtfs_rt, gpx, cap"
-                        .into(),
-                )
+                DecodeError::Usage(format!(
+                    "give --format <name> or --feed <file>; formats: {}",
+                    geostream_codecs::registry::SUPPORTED
+                ))
             })?;
             let format: Format = name.parse().map_err(|e| DecodeError::Usage(format!("--format: {e}")))?;
             let feed: FeedId = args.feed_id.parse().map_err(|e| DecodeError::Usage(format!("--feed-id: {e}")))?;
