@@ -112,6 +112,52 @@ fn default_qos() -> u8 {
     1
 }
 
+fn default_timeout_s() -> u64 {
+    30
+}
+
+fn default_reconnect_max_s() -> u64 {
+    30
+}
+
+/// MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum MqttProtocol {
+    /// MQTT 3.1.1, which every broker speaks.
+    #[default]
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5.
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// How an HTTP poller authenticates. Secrets are named, never written into the spec: ingest reads
+/// `<secrets_dir>/<name>` (a mounted Kubernetes Secret) or the `GEOSTREAM_SECRET_<NAME>` variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HttpAuth {
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// Secret holding the token.
+        token_ref: String,
+    },
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        username: String,
+        /// Secret holding the password.
+        password_ref: String,
+    },
+    /// An API key in a header of its own, e.g. `X-Api-Key`.
+    Header {
+        /// Header name.
+        name: String,
+        /// Secret holding the value.
+        value_ref: String,
+    },
+}
+
 /// Where a feed's messages come from. Written with a `kind` tag, e.g.
 /// `{"kind": "mqtt", "url": "mqtts://broker:8883", "topics": ["ais/#"]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,13 +165,37 @@ fn default_qos() -> u8 {
 pub enum Source {
     /// Subscribe to an MQTT broker.
     Mqtt {
-        /// `mqtt://`, `mqtts://`, `ws://` or `wss://` URL of the broker.
+        /// `mqtt://` or `mqtts://` URL of the broker.
         url: String,
         /// Topic filters (`+` and `#` wildcards allowed).
         topics: Vec<String>,
         /// Subscription QoS, 0 to 2; default 1 (at least once, acked after the record is safe).
         #[serde(default = "default_qos")]
         qos: u8,
+        /// Protocol version, `"3.1.1"` (default) or `"5"`.
+        #[serde(default)]
+        protocol: MqttProtocol,
+        /// Client id; default `geostream-<tenant>-<feed>`, stable so the broker keeps the session
+        /// (and queued QoS 1 messages) across restarts.
+        #[serde(default)]
+        client_id: Option<String>,
+        /// User name for brokers that require one.
+        #[serde(default)]
+        username: Option<String>,
+        /// Secret holding the password.
+        #[serde(default)]
+        password_ref: Option<String>,
+        /// PEM file with the CA that signed the broker's certificate (`mqtts://`); none = the
+        /// public web roots.
+        #[serde(default)]
+        ca_file: Option<String>,
+        /// Turns topic levels into attributes: `fleet/{device_id}/position` puts the second level
+        /// of a matching topic into the `device_id` attribute. `+` and `#` match without capture.
+        #[serde(default)]
+        topic_template: Option<String>,
+        /// A capture of `topic_template` to use as the track id of records that carry none.
+        #[serde(default)]
+        track_from_topic: Option<String>,
     },
     /// Poll an HTTP(S) URL.
     HttpPoll {
@@ -136,12 +206,25 @@ pub enum Source {
         /// Extra request headers.
         #[serde(default)]
         headers: BTreeMap<String, String>,
+        /// Authentication, if the endpoint needs it.
+        #[serde(default)]
+        auth: Option<HttpAuth>,
+        /// Seconds before a request is abandoned (and retried with backoff).
+        #[serde(default = "default_timeout_s")]
+        timeout_s: u64,
+        /// Forward only observations that were not in the previous poll's answer (most feeds
+        /// repeat the same items until they change).
+        #[serde(default = "yes")]
+        dedupe: bool,
     },
-    /// Accept HTTP POSTs on the api's ingest endpoint for this feed.
+    /// Accept HTTP POSTs on ingest's push endpoint for this feed.
     HttpPush {
         /// Name of the secret holding the bearer token senders must present; none = no auth.
         #[serde(default)]
         token_ref: Option<String>,
+        /// Largest accepted body in bytes; default the stage's `ingest.max_body_bytes`.
+        #[serde(default)]
+        max_body_bytes: Option<u64>,
     },
     /// Read a TCP stream (line-oriented formats such as NMEA/AIS).
     Tcp {
@@ -149,19 +232,29 @@ pub enum Source {
         address: String,
         /// Connect out or listen.
         mode: TcpMode,
+        /// Client mode: the longest wait between reconnect attempts, in seconds.
+        #[serde(default = "default_reconnect_max_s")]
+        reconnect_max_s: u64,
     },
     /// Receive UDP datagrams.
     Udp {
         /// `host:port` to listen on.
         address: String,
     },
-    /// Read a file (samples, imports, replays).
+    /// Read a file or every matching file of a folder (samples, imports, replays).
     File {
-        /// Path of the file.
+        /// Path of the file or folder.
         path: String,
         /// Pacing.
         #[serde(default)]
         replay: Replay,
+        /// For folders: file name pattern with `*` and `?` (e.g. `*.gpx`); none = every file.
+        #[serde(default)]
+        pattern: Option<String>,
+        /// Remember how far each file was read (in the stage's data dir) and continue there after
+        /// a restart instead of reading it again.
+        #[serde(default = "yes")]
+        resume: bool,
     },
     /// Consume another Kafka topic.
     Kafka {
@@ -172,7 +265,40 @@ pub enum Source {
         /// Consumer group; default derived from tenant and feed.
         #[serde(default)]
         group: Option<String>,
+        /// Extra librdkafka properties for that cluster (e.g. `security.protocol`).
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
     },
+}
+
+impl Source {
+    /// The secrets this source needs, so a registration can be refused before any is missing.
+    pub fn secret_refs(&self) -> Vec<&str> {
+        match self {
+            Source::Mqtt { password_ref, .. } => password_ref.iter().map(String::as_str).collect(),
+            Source::HttpPoll { auth, .. } => match auth {
+                Some(HttpAuth::Bearer { token_ref }) => vec![token_ref.as_str()],
+                Some(HttpAuth::Basic { password_ref, .. }) => vec![password_ref.as_str()],
+                Some(HttpAuth::Header { value_ref, .. }) => vec![value_ref.as_str()],
+                None => Vec::new(),
+            },
+            Source::HttpPush { token_ref, .. } => token_ref.iter().map(String::as_str).collect(),
+            Source::Tcp { .. } | Source::Udp { .. } | Source::File { .. } | Source::Kafka { .. } => Vec::new(),
+        }
+    }
+
+    /// The `kind` tag, for logs and metrics.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Source::Mqtt { .. } => "mqtt",
+            Source::HttpPoll { .. } => "http_poll",
+            Source::HttpPush { .. } => "http_push",
+            Source::Tcp { .. } => "tcp",
+            Source::Udp { .. } => "udp",
+            Source::File { .. } => "file",
+            Source::Kafka { .. } => "kafka",
+        }
+    }
 }
 
 /// How event times are written in the source.
@@ -355,6 +481,34 @@ fn mqtt_filter_problem(filter: &str) -> Option<String> {
     None
 }
 
+/// The capture names of an MQTT topic template (`fleet/{device_id}/+/#`), or what is wrong with it.
+pub fn topic_template_captures(template: &str) -> Result<Vec<String>, String> {
+    if template.is_empty() {
+        return Err("is empty".into());
+    }
+    let levels: Vec<&str> = template.split('/').collect();
+    let mut names = Vec::new();
+    for (i, level) in levels.iter().enumerate() {
+        if let Some(name) = level.strip_prefix('{').and_then(|l| l.strip_suffix('}')) {
+            let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(format!("level {} {level:?}: a capture is {{name}} with letters, digits, '_'", i + 1));
+            }
+            if names.iter().any(|n| n == name) {
+                return Err(format!("captures {name:?} twice"));
+            }
+            names.push(name.to_owned());
+        } else if level.contains(['{', '}']) {
+            return Err(format!("level {} {level:?}: a capture must be a whole level like {{device_id}}", i + 1));
+        } else if (level.contains('#') && (*level != "#" || i + 1 != levels.len()))
+            || (level.contains('+') && *level != "+")
+        {
+            return Err(format!("level {} {level:?}: '+' and '#' must be whole levels, '#' the last", i + 1));
+        }
+    }
+    Ok(names)
+}
+
 impl FeedSpec {
     /// Checks everything a running ingest would trip over, naming the field in each message.
     pub fn validate(&self) -> Result<(), ModelError> {
@@ -380,8 +534,8 @@ impl FeedSpec {
 
     fn validate_source(&self, c: &FieldCheck<'_>) -> Result<(), ModelError> {
         match &self.source {
-            Source::Mqtt { url, topics, qos } => {
-                c.url("source.url", url, &["mqtt", "mqtts", "ws", "wss"])?;
+            Source::Mqtt { url, topics, qos, username, password_ref, ca_file, topic_template, track_from_topic, client_id, .. } => {
+                c.url("source.url", url, &["mqtt", "mqtts"])?;
                 if topics.is_empty() {
                     return Err(c.err("source.topics", "is empty; subscribe to at least one topic"));
                 }
@@ -393,39 +547,94 @@ impl FeedSpec {
                 if *qos > 2 {
                     return Err(c.err("source.qos", format!("is {qos}; MQTT QoS is 0, 1 or 2")));
                 }
+                if let Some(id) = client_id {
+                    c.non_empty("source.client_id", id)?;
+                }
+                if password_ref.is_some() && username.is_none() {
+                    return Err(c.err("source.username", "is missing; a password_ref needs a username"));
+                }
+                if ca_file.is_some() && !url.to_ascii_lowercase().starts_with("mqtts://") {
+                    return Err(c.err("source.ca_file", "is set but source.url is not mqtts://; TLS needs mqtts://"));
+                }
+                let captures = match topic_template {
+                    Some(t) => topic_template_captures(t).map_err(|p| c.err("source.topic_template", p))?,
+                    None => Vec::new(),
+                };
+                if let Some(name) = track_from_topic
+                    && !captures.iter().any(|cap| cap == name)
+                {
+                    return Err(c.err(
+                        "source.track_from_topic",
+                        format!(
+                            "is {name:?}, which is not a capture of source.topic_template; captures: [{}]",
+                            captures.join(", ")
+                        ),
+                    ));
+                }
             }
-            Source::HttpPoll { url, interval_s, headers } => {
+            Source::HttpPoll { url, interval_s, headers, auth, timeout_s, .. } => {
                 c.url("source.url", url, &["http", "https"])?;
                 if *interval_s == 0 {
                     return Err(c.err("source.interval_s", "is 0; poll at most once per second"));
                 }
+                if *timeout_s == 0 {
+                    return Err(c.err("source.timeout_s", "is 0; give requests at least a second"));
+                }
+                let header_ok = |name: &str| {
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                };
                 for name in headers.keys() {
-                    let bad = name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
-                    if bad {
+                    if !header_ok(name) {
                         return Err(c.err(
                             format!("source.headers.{name}"),
                             "is not a valid header name (letters, digits, '-', '_')",
                         ));
                     }
                 }
+                match auth {
+                    Some(HttpAuth::Bearer { token_ref }) => c.non_empty("source.auth.token_ref", token_ref)?,
+                    Some(HttpAuth::Basic { username, password_ref }) => {
+                        c.non_empty("source.auth.username", username)?;
+                        c.non_empty("source.auth.password_ref", password_ref)?;
+                    }
+                    Some(HttpAuth::Header { name, value_ref }) => {
+                        if !header_ok(name) {
+                            return Err(c.err("source.auth.name", format!("{name:?} is not a valid header name")));
+                        }
+                        c.non_empty("source.auth.value_ref", value_ref)?;
+                    }
+                    None => {}
+                }
             }
-            Source::HttpPush { token_ref } => {
+            Source::HttpPush { token_ref, max_body_bytes } => {
                 if let Some(t) = token_ref {
                     c.non_empty("source.token_ref", t)?;
                 }
+                if *max_body_bytes == Some(0) {
+                    return Err(c.err("source.max_body_bytes", "is 0; leave it out for the stage default"));
+                }
+            }
+            Source::Tcp { reconnect_max_s: 0, .. } => {
+                return Err(c.err("source.reconnect_max_s", "is 0; wait at least a second between reconnects"));
             }
             Source::Tcp { address, .. } | Source::Udp { address } => {
                 c.host_port("source.address", address)?;
             }
-            Source::File { path, replay } => {
+            Source::File { path, replay, pattern, .. } => {
                 c.non_empty("source.path", path)?;
+                if let Some(p) = pattern {
+                    c.non_empty("source.pattern", p)?;
+                    if p.contains('/') {
+                        return Err(c.err("source.pattern", format!("is {p:?}; a file name pattern has no '/'")));
+                    }
+                }
                 if let Replay::Speed(f) = replay {
                     if !(f.is_finite() && *f > 0.0) {
                         return Err(c.err("source.replay", format!("is {f}; a speed factor must be a positive number")));
                     }
                 }
             }
-            Source::Kafka { bootstrap, topic, group } => {
+            Source::Kafka { bootstrap, topic, group, .. } => {
                 c.non_empty("source.bootstrap", bootstrap)?;
                 for server in bootstrap.split(',') {
                     c.host_port("source.bootstrap", server.trim())?;

@@ -56,7 +56,10 @@ pub use catalog::{CatalogEntry, CatalogSample, SampleExpectation};
 pub use deadletter::{DeadLetter, ReasonCode};
 pub use error::{Classify, ErrorClass, IdKind, IdProblem, ModelError};
 pub use event::{Event, EventBuilder, EventKind, FenceRef};
-pub use feed::{FeedSpec, Format, FormatOptions, Mapping, Replay, Source, TcpMode, TimeFormat};
+pub use feed::{
+    FeedSpec, Format, FormatOptions, HttpAuth, Mapping, MqttProtocol, Replay, Source, TcpMode, TimeFormat,
+    topic_template_captures,
+};
 pub use fence::{FenceShape, FenceSpec, MAX_RADIUS_M};
 pub use ids::{AnalyticId, FeedId, FenceId, MAX_SLUG_LEN, RecordId, TenantId, TrackId};
 pub use naming::{INDEX_PREFIX, IndexKind, KAFKA_TOPIC_MAX_LEN, Naming, Stage, TopicKind};
