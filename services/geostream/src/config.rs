@@ -20,7 +20,8 @@ pub const ENV_PREFIX: &str = "GEOSTREAM_";
 
 /// The top-level keys; environment variables naming anything else (for example `GEOSTREAM_CACHE`,
 /// which the test scripts use) are not configuration and are left alone.
-const TOP_LEVEL_KEYS: &[&str] = &["tenant", "topic_prefix", "data_dir", "kafka", "elasticsearch", "telemetry", "log"];
+const TOP_LEVEL_KEYS: &[&str] =
+    &["tenant", "topic_prefix", "data_dir", "kafka", "elasticsearch", "telemetry", "log", "ingest"];
 
 /// The whole configuration of one geostream process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +41,46 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The ingest stage.
+    pub ingest: IngestConfig,
+}
+
+/// Settings of `geostream ingest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Address of the HTTP push receiver (`POST /v1/push/<tenant>/<feed>`).
+    pub listen: String,
+    /// Largest push body for feeds that set no `max_body_bytes`.
+    pub max_body_bytes: u64,
+    /// Bound of the disk spool: unacknowledged bytes before sources are held back.
+    pub spool_max_bytes: u64,
+    /// Size of one spool segment file.
+    pub spool_segment_bytes: u64,
+    /// Partitions of `<tenant>.observations` when ingest creates it.
+    pub partitions: i32,
+    /// Replication factor of topics ingest creates; unset = the broker's default.
+    pub replication_factor: Option<i32>,
+    /// Directory of mounted secrets named by feed specs (`token_ref`, `password_ref`, ...);
+    /// `GEOSTREAM_SECRET_<NAME>` variables are the fallback.
+    pub secrets_dir: Option<PathBuf>,
+    /// Records in flight to Kafka at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8088".into(),
+            max_body_bytes: 16 * 1024 * 1024,
+            spool_max_bytes: 2 * 1024 * 1024 * 1024,
+            spool_segment_bytes: 64 * 1024 * 1024,
+            partitions: 6,
+            replication_factor: None,
+            secrets_dir: None,
+            max_in_flight: 50_000,
+        }
+    }
 }
 
 /// Kafka client settings.
@@ -102,6 +143,7 @@ impl Default for Config {
             elasticsearch: SearchConfig::default(),
             telemetry: TelemetryConfig::default(),
             log: LogConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -167,6 +209,8 @@ pub struct Validated {
     pub naming: Naming,
     /// The parsed telemetry address.
     pub telemetry_listen: SocketAddr,
+    /// The parsed push receiver address.
+    pub ingest_listen: SocketAddr,
 }
 
 impl Config {
@@ -261,6 +305,44 @@ impl Config {
                 None
             }
         };
+        let ingest_listen = match self.ingest.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(Problem {
+                    key: "ingest.listen".into(),
+                    problem: format!("{:?} is not an address: {e}", self.ingest.listen),
+                    fix: "use ip:port, e.g. 0.0.0.0:8088".into(),
+                });
+                None
+            }
+        };
+        let ig = &self.ingest;
+        let mut positive = |key: &str, ok: bool, fix: &str| {
+            if !ok {
+                problems.push(Problem {
+                    key: format!("ingest.{key}"),
+                    problem: "must be positive".into(),
+                    fix: fix.into(),
+                });
+            }
+        };
+        positive("max_body_bytes", ig.max_body_bytes > 0, "e.g. 16777216 (16 MiB)");
+        positive("spool_segment_bytes", ig.spool_segment_bytes > 0, "e.g. 67108864 (64 MiB)");
+        positive("partitions", ig.partitions > 0, "e.g. 6; more partitions let more processors share the load");
+        positive("max_in_flight", ig.max_in_flight > 0, "e.g. 50000");
+        positive("replication_factor", ig.replication_factor.is_none_or(|r| r > 0), "e.g. 3, or leave it unset");
+        if ig.spool_max_bytes < ig.spool_segment_bytes.saturating_mul(2) {
+            problems.push(Problem {
+                key: "ingest.spool_max_bytes".into(),
+                problem: format!(
+                    "{} is less than two segments ({} bytes each), so the spool could not roll",
+                    ig.spool_max_bytes, ig.spool_segment_bytes
+                ),
+                fix:
+                    "raise ingest.spool_max_bytes (the volume's free space minus a margin) or lower spool_segment_bytes"
+                        .into(),
+            });
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem {
                 key: "log.level".into(),
@@ -268,12 +350,19 @@ impl Config {
                 fix: "use a level (error, warn, info, debug, trace) or directives like geostream=debug".into(),
             });
         }
-        match (tenant, naming, telemetry_listen) {
-            (Some(tenant), Some(naming), Some(telemetry_listen)) if problems.is_empty() => {
-                Ok(Validated { config: self.clone(), tenant, naming, telemetry_listen })
+        match (tenant, naming, telemetry_listen, ingest_listen) {
+            (Some(tenant), Some(naming), Some(telemetry_listen), Some(ingest_listen)) if problems.is_empty() => {
+                Ok(Validated { config: self.clone(), tenant, naming, telemetry_listen, ingest_listen })
             }
             _ => Err(ConfigError::Invalid(problems)),
         }
+    }
+
+    /// librdkafka properties: `kafka.properties` plus `bootstrap.servers`.
+    pub fn kafka_properties(&self) -> BTreeMap<String, String> {
+        let mut p = self.kafka.properties.clone();
+        p.insert("bootstrap.servers".into(), self.kafka.bootstrap.clone());
+        p
     }
 
     /// The effective configuration as TOML with secrets masked, for `geostream config print`.

@@ -7,6 +7,7 @@
 
 mod config;
 mod decode;
+mod feeds_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,7 +55,7 @@ enum Command {
     Config(ConfigCommand),
     /// Manage the feed registry.
     #[command(subcommand)]
-    Feeds(FeedsCommand),
+    Feeds(feeds_cli::FeedsCommand),
     /// Print the operator's CustomResourceDefinitions as YAML.
     Crdgen,
     /// Decode a file offline: observations as GeoJSON lines on stdout, a summary on stderr.
@@ -69,18 +70,6 @@ enum ConfigCommand {
     Check,
 }
 
-#[derive(Debug, Subcommand)]
-enum FeedsCommand {
-    /// Register a feed of a catalog type.
-    Register {
-        /// Catalog type from `feeds/`.
-        #[arg(long = "type")]
-        type_name: String,
-    },
-    /// List the registered feeds.
-    List,
-}
-
 /// Failures the binary reports; the exit code tells scripts which kind it was.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -88,6 +77,10 @@ enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Decode(#[from] decode::DecodeError),
+    #[error(transparent)]
+    Feeds(#[from] feeds_cli::FeedsError),
+    #[error(transparent)]
+    Ingest(#[from] geostream_ingest::stage::StageError),
     #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
     NotImplemented { what: &'static str, issue: u32, title: &'static str },
     #[error("{0}")]
@@ -101,6 +94,8 @@ impl CliError {
             CliError::Decode(decode::DecodeError::Usage(_)) => 64, // EX_USAGE
             CliError::Decode(decode::DecodeError::Io { .. }) => 74, // EX_IOERR
             CliError::Decode(decode::DecodeError::Rejected(_)) => 1,
+            CliError::Feeds(e) => e.exit_code(),
+            CliError::Ingest(_) => 74, // EX_IOERR: the volume or a port, not the config
             CliError::NotImplemented { .. } => 69, // EX_UNAVAILABLE
             CliError::Other(_) => 1,
         }
@@ -151,17 +146,87 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let valid = cfg.validate()?;
             init_logging(&valid.config);
             match command {
-                Command::Ingest => Err(not_implemented("ingest", 3, "Feed adapters and the feed registry")),
+                Command::Ingest => run_ingest(&valid),
                 Command::Process => Err(not_implemented("process", 4, "Stream analytics")),
                 Command::Sink => Err(not_implemented("sink", 5, "Elasticsearch and OpenSearch sink")),
                 Command::Api => Err(not_implemented("api", 5, "the query API and the map dashboard")),
                 Command::Operator => Err(not_implemented("operator", 6, "the geostream operator")),
                 Command::Standalone { .. } => Err(not_implemented("standalone", 7, "One command to a working system")),
                 Command::Demo { .. } => Err(not_implemented("demo", 7, "One command to a working system")),
-                Command::Feeds(_) => Err(not_implemented("feeds", 3, "Feed adapters and the feed registry")),
+                Command::Feeds(cmd) => {
+                    let client = geostream_ingest::registry::RegistryClient::new(
+                        feeds_cli::client_properties(valid.config.kafka_properties()),
+                        valid.naming.topic(&valid.tenant, geostream_model::TopicKind::Feeds),
+                    );
+                    let out = runtime()?.block_on(async {
+                        if matches!(cmd, feeds_cli::FeedsCommand::Register(ref a) if !a.dry_run) {
+                            client.ensure_topic().await.map_err(feeds_cli::FeedsError::from)?;
+                        }
+                        feeds_cli::run(cmd, &client).await
+                    })?;
+                    print!("{out}");
+                    Ok(())
+                }
                 Command::Config(_) | Command::Crdgen | Command::Decode(_) => unreachable!("handled above"),
             }
         }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("async runtime could not start: {e}")))
+}
+
+fn run_ingest(valid: &config::Validated) -> Result<(), CliError> {
+    let cfg = &valid.config;
+    let settings = geostream_ingest::stage::IngestSettings {
+        tenant: valid.tenant.clone(),
+        naming: valid.naming.clone(),
+        kafka: cfg.kafka_properties(),
+        data_dir: cfg.data_dir.clone(),
+        push_listen: valid.ingest_listen,
+        max_body_bytes: usize::try_from(cfg.ingest.max_body_bytes).unwrap_or(usize::MAX),
+        spool_max_bytes: cfg.ingest.spool_max_bytes,
+        spool_segment_bytes: cfg.ingest.spool_segment_bytes,
+        partitions: cfg.ingest.partitions,
+        replication: cfg.ingest.replication_factor,
+        secrets_dir: cfg.ingest.secrets_dir.clone(),
+        max_in_flight: cfg.ingest.max_in_flight,
+    };
+    runtime()?.block_on(async {
+        let telemetry = geostream_telemetry::Telemetry::new("ingest", valid.tenant.as_str());
+        let addr =
+            telemetry.clone().spawn(valid.telemetry_listen).await.map_err(|e| {
+                CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
+            })?;
+        tracing::info!(%addr, "telemetry listening");
+        geostream_ingest::stage::run(settings, &telemetry, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }
 

@@ -109,10 +109,8 @@ impl Durable {
     /// Opens the spool (recovering it) and starts the group-commit writer thread. Returns the
     /// handle and the shared state the [`Drainer`] needs.
     pub fn open(config: &DurableConfig, metrics: IngestMetrics) -> Result<(Durable, DrainSource), DurableError> {
-        let (spool, report) = Spool::open(
-            &config.dir,
-            SpoolConfig { max_bytes: config.max_bytes, segment_bytes: config.segment_bytes },
-        )?;
+        let (spool, report) =
+            Spool::open(&config.dir, SpoolConfig { max_bytes: config.max_bytes, segment_bytes: config.segment_bytes })?;
         if report.torn_records > 0 {
             tracing::warn!(
                 segment = ?report.torn_segment, torn_bytes = report.torn_bytes,
@@ -197,8 +195,10 @@ fn commit_group(group: Vec<Request>, shared: &Shared) {
             tracing::error!(error = %msg, "spool append failed; the records were not acknowledged to their sources");
             let mut e = Some(e);
             for r in group {
-                let err = e.take().unwrap_or_else(|| {
-                    SpoolError::Io { what: "append (same group) to", path: PathBuf::new(), source: std::io::Error::other(msg.clone()) }
+                let err = e.take().unwrap_or_else(|| SpoolError::Io {
+                    what: "append (same group) to",
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(msg.clone()),
                 });
                 let _ = r.done.send(Err(DurableError::Spool(err)));
             }
@@ -217,7 +217,8 @@ fn append_waiting(shared: &Shared, refs: &[&[u8]]) -> Result<Range<u64>, SpoolEr
                     shared.metrics.spool_full.set(1);
                     shared.metrics.spool_full_waits.inc();
                     tracing::warn!(
-                        needed, available,
+                        needed,
+                        available,
                         "spool is full: sources are held back until Kafka acknowledges spooled records"
                     );
                 }
@@ -456,7 +457,9 @@ impl Drainer {
         .await;
         match res {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, through, "spool ack failed; records may be re-sent after a restart"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, through, "spool ack failed; records may be re-sent after a restart")
+            }
             Err(e) => tracing::error!(error = %e, "spool ack task failed"),
         }
         *since_ack = 0;

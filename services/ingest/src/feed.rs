@@ -102,7 +102,9 @@ impl Secrets {
             Ok(v) => Ok(v),
             Err(_) => Err(format!(
                 "secret {name:?} is not available: create {} or set {var}",
-                self.dir.as_ref().map_or_else(|| "a secrets_dir file".to_owned(), |d| d.join(name).display().to_string())
+                self.dir
+                    .as_ref()
+                    .map_or_else(|| "a secrets_dir file".to_owned(), |d| d.join(name).display().to_string())
             )),
         }
     }

@@ -80,12 +80,20 @@ impl IngestMetrics {
         r.register("ingest_last_seen_timestamp_seconds", "Unix time of the feed's last input", self.last_seen.clone());
         r.register("ingest_source_up", "1 while the feed's source is connected or serving", self.source_up.clone());
         r.register("ingest_source_errors", "Source errors (connects, HTTP, reads)", self.source_errors.clone());
-        r.register("ingest_spool_bytes", "Bytes of records in the spool not yet acked by Kafka", self.spool_bytes.clone());
+        r.register(
+            "ingest_spool_bytes",
+            "Bytes of records in the spool not yet acked by Kafka",
+            self.spool_bytes.clone(),
+        );
         r.register("ingest_spool_records", "Records in the spool not yet acked by Kafka", self.spool_records.clone());
         r.register("ingest_spool_full", "1 while sources wait for spool space (backpressure)", self.spool_full.clone());
         r.register("ingest_spool_full_waits", "Times a write waited for spool space", self.spool_full_waits.clone());
         r.register("ingest_produced", "Records acknowledged by Kafka, by topic", self.produced.clone());
-        r.register("ingest_delivery_errors", "Kafka deliveries that failed and were retried", self.delivery_errors.clone());
+        r.register(
+            "ingest_delivery_errors",
+            "Kafka deliveries that failed and were retried",
+            self.delivery_errors.clone(),
+        );
         r.register("ingest_feeds_running", "Feeds currently running", self.feeds_running.clone());
     }
 
@@ -97,7 +105,9 @@ impl IngestMetrics {
         self.accepted.get_or_create(&label).inc_by(batch.summary.accepted);
         self.skipped.get_or_create(&label).inc_by(batch.summary.skipped.values().sum());
         for (reason, n) in &batch.summary.rejected {
-            self.rejected.get_or_create(&ReasonLabel { feed: feed.to_owned(), reason: (*reason).to_owned() }).inc_by(*n);
+            self.rejected
+                .get_or_create(&ReasonLabel { feed: feed.to_owned(), reason: (*reason).to_owned() })
+                .inc_by(*n);
         }
         if batch.inputs > 0 {
             self.last_seen.get_or_create(&label).set(now_unix);

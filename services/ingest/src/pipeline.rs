@@ -368,7 +368,8 @@ mod tests {
 
     fn spec(format: Format, source: Source) -> FeedSpec {
         let mut s: FeedSpec = serde_json::from_value(serde_json::json!({
-            "id": "f1", "type": "t", "source": {"kind": "http_push"}, "format": "geojson"
+            "id": "f1", "type": "t", "source": {"kind": "http_push"}, "format": "geojson",
+            "mapping": {"track": "properties.track", "time": "properties.time"}
         }))
         .unwrap();
         s.format = format;
@@ -381,7 +382,7 @@ mod tests {
     }
 
     fn now() -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+        OffsetDateTime::from_unix_timestamp(1_714_600_000).unwrap()
     }
 
     const POINT: &str = r#"{"type":"Feature","id":"a","geometry":{"type":"Point","coordinates":[10.5,50.25]},"properties":{"time":"2024-05-01T12:00:00Z","track":"v1"}}"#;
@@ -427,14 +428,19 @@ mod tests {
 
     #[test]
     fn line_codecs_get_payloads_cut_into_numbered_lines() {
-        let mut p = FeedPipeline::new(&spec(Format::Nmea, push_spec())).unwrap();
+        let mut nmea = spec(Format::Nmea, push_spec());
+        nmea.mapping = Default::default();
+        let mut p = FeedPipeline::new(&nmea).unwrap();
         let mut batch = Batch::default();
         let ctx = p.context(now(), "mqtt gps/1");
         let payload = b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A\r\n$GPRMC,bad*00\n";
         p.decode_payload(payload, &ctx, &mut batch);
+        // NMEA assembles a fix across sentences and emits it when the stream ends or moves on.
+        p.finish(&ctx, &mut batch);
         assert_eq!(batch.inputs, 2);
         assert_eq!(batch.summary.accepted, 1);
-        let dead: DeadLetter = serde_json::from_slice(&batch.envelopes[1].value).unwrap();
+        let dl = batch.envelopes.iter().find(|e| e.route == Route::DeadLetter).unwrap();
+        let dead: DeadLetter = serde_json::from_slice(&dl.value).unwrap();
         assert_eq!(dead.source.as_deref(), Some("mqtt gps/1 line 2"));
         assert_eq!(dead.raw, b"$GPRMC,bad*00");
     }
@@ -465,19 +471,25 @@ mod tests {
             topic_template: Some("fleet/{device}/pos".into()),
             track_from_topic: Some("device".into()),
         };
-        let mut p = FeedPipeline::new(&spec(Format::Geojson, source)).unwrap();
+        let mut untracked = spec(Format::Geojson, source.clone());
+        untracked.mapping.track = None;
+        let mut p = FeedPipeline::new(&untracked).unwrap();
         let mut ctx = p.context(now(), "mqtt fleet/d7/pos");
         ctx.source_attributes.insert("device".into(), Value::String("d7".into()));
-        let untracked = POINT.replace(r#","track":"v1""#, "");
         let mut batch = Batch::default();
-        p.decode_payload(untracked.as_bytes(), &ctx, &mut batch);
         p.decode_payload(POINT.as_bytes(), &ctx, &mut batch);
         let first: Observation = serde_json::from_slice(&batch.envelopes[0].value).unwrap();
         assert_eq!(first.track.as_ref().unwrap().as_str(), "d7");
         assert_eq!(first.id, first.compute_id(), "id recomputed after the track was set");
         assert_eq!(batch.envelopes[0].key, b"d7");
-        let second: Observation = serde_json::from_slice(&batch.envelopes[1].value).unwrap();
-        assert_eq!(second.track.unwrap().as_str(), "v1");
+        // AIS brings its own track (the MMSI), which the topic must not override.
+        let mut ais = spec(Format::Ais, source);
+        ais.mapping = Default::default();
+        let mut p = FeedPipeline::new(&ais).unwrap();
+        let mut batch = Batch::default();
+        p.decode_payload(b"!AIVDM,1,1,,A,15RTgt0PAso;90TKcjM8h6g208CQ,0*4A\n", &ctx, &mut batch);
+        let own: Observation = serde_json::from_slice(&batch.envelopes[0].value).unwrap();
+        assert_eq!(own.track.unwrap().as_str(), "371798000");
     }
 
     #[test]
@@ -499,7 +511,9 @@ mod tests {
         assert_eq!(d.filter(&mut second), 2, "the repeated point and the repeated bad record");
         assert_eq!(second.len(), 1);
         assert_eq!(second.summary.accepted, 1);
-        let mut third = decode(&mut p, &[POINT]);
-        assert_eq!(d.filter(&mut third), 0, "POINT was missing from the previous answer, so it is new again");
+        let mut third = decode(&mut p, &[&other]);
+        assert_eq!(d.filter(&mut third), 1, "unchanged since the previous answer");
+        let mut fourth = decode(&mut p, &[POINT]);
+        assert_eq!(d.filter(&mut fourth), 0, "POINT was missing from the previous answer, so it is new again");
     }
 }

@@ -189,19 +189,16 @@ pub async fn ensure_topics(
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(&new, &opts)
-        .await
-        .map_err(|source| RegistryError::Kafka { topic: first.clone(), what: "create topics", source })?;
+    let results = admin.create_topics(&new, &opts).await.map_err(|source| RegistryError::Kafka {
+        topic: first.clone(),
+        what: "create topics",
+        source,
+    })?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(RegistryError::Kafka {
-                    topic,
-                    what: "create topic",
-                    source: KafkaError::AdminOp(code),
-                });
+                return Err(RegistryError::Kafka { topic, what: "create topic", source: KafkaError::AdminOp(code) });
             }
         }
     }
@@ -292,8 +289,12 @@ impl RegistryWatcher {
             .set("auto.offset.reset", "earliest");
         let consumer: BaseConsumer = cfg.create().map_err(err("consumer"))?;
         let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(err("metadata"))?;
-        let partitions: Vec<i32> =
-            md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
         if partitions.is_empty() {
             return Err(RegistryError::Kafka {
                 topic: topic.to_owned(),

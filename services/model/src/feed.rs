@@ -534,7 +534,18 @@ impl FeedSpec {
 
     fn validate_source(&self, c: &FieldCheck<'_>) -> Result<(), ModelError> {
         match &self.source {
-            Source::Mqtt { url, topics, qos, username, password_ref, ca_file, topic_template, track_from_topic, client_id, .. } => {
+            Source::Mqtt {
+                url,
+                topics,
+                qos,
+                username,
+                password_ref,
+                ca_file,
+                topic_template,
+                track_from_topic,
+                client_id,
+                ..
+            } => {
                 c.url("source.url", url, &["mqtt", "mqtts"])?;
                 if topics.is_empty() {
                     return Err(c.err("source.topics", "is empty; subscribe to at least one topic"));

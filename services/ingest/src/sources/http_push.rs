@@ -149,7 +149,8 @@ async fn receive(
     let limit = push.max_body.unwrap_or(app.config.default_max_body);
     let too_large =
         || error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than this feed's limit of {limit} bytes"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
