@@ -172,6 +172,9 @@ async fn receive(
         let mut pipeline = push.pipeline.lock().await;
         let ctx = pipeline.context(now(), "http push");
         pipeline.decode_payload(&bytes, &ctx, &mut batch);
+        // A request is self-contained: a fix assembled over NMEA sentences or a multi-part AIS
+        // message ends with it, and the sender learns about incomplete ones in this answer.
+        pipeline.finish(&ctx, &mut batch);
     }
     match push.handle.commit(&batch).await {
         Ok(()) => {

@@ -57,6 +57,17 @@ fn every_source_kind_parses() {
         json!({"kind": "file", "path": "a.csv", "replay": 10}),
         json!({"kind": "file", "path": "a.csv", "replay": 2.5}),
         json!({"kind": "kafka", "bootstrap": "k1:9092,k2:9092", "topic": "raw.positions", "group": "g"}),
+        json!({"kind": "mqtt", "url": "mqtts://b:8883", "topics": ["fleet/+/pos"], "protocol": "5", "client_id": "c1",
+               "username": "u", "password_ref": "mqtt-pass", "ca_file": "/etc/ca.pem",
+               "topic_template": "fleet/{device}/pos", "track_from_topic": "device"}),
+        json!({"kind": "http_poll", "url": "https://x.example.org/f", "interval_s": 30, "timeout_s": 5, "dedupe": false,
+               "auth": {"kind": "basic", "username": "u", "password_ref": "p"}}),
+        json!({"kind": "http_poll", "url": "https://x.example.org/f", "interval_s": 30,
+               "auth": {"kind": "header", "name": "X-Api-Key", "value_ref": "key"}}),
+        json!({"kind": "http_push", "token_ref": "t", "max_body_bytes": 1048576}),
+        json!({"kind": "tcp", "address": "h:1", "mode": "client", "reconnect_max_s": 5}),
+        json!({"kind": "file", "path": "/import", "pattern": "*.gpx", "resume": false}),
+        json!({"kind": "kafka", "bootstrap": "k:9092", "topic": "t", "properties": {"security.protocol": "ssl"}}),
     ];
     for s in sources {
         let mut v = feed_json();
@@ -126,6 +137,42 @@ fn feed_validation_names_the_field() {
         (json!({"/source": {"kind": "file", "path": "p", "replay": 0}}), "field `source.replay` is 0"),
         (json!({"/source": {"kind": "kafka", "bootstrap": "k:9092", "topic": "a b"}}), "field `source.topic`"),
         (json!({"/source": {"kind": "kafka", "bootstrap": "k", "topic": "t"}}), "field `source.bootstrap`"),
+        (
+            json!({"/source": {"kind": "mqtt", "url": "mqtt://b", "topics": ["t"], "password_ref": "p"}}),
+            "field `source.username` is missing",
+        ),
+        (
+            json!({"/source": {"kind": "mqtt", "url": "mqtt://b", "topics": ["t"], "ca_file": "/ca.pem"}}),
+            "field `source.ca_file` is set but source.url is not mqtts://",
+        ),
+        (
+            json!({"/source": {"kind": "mqtt", "url": "mqtt://b", "topics": ["t"], "topic_template": "a/dev{x}"}}),
+            "field `source.topic_template` level 2",
+        ),
+        (
+            json!({"/source": {"kind": "mqtt", "url": "mqtt://b", "topics": ["t"], "topic_template": "{a}/{a}"}}),
+            "captures \"a\" twice",
+        ),
+        (
+            json!({"/source": {"kind": "mqtt", "url": "mqtt://b", "topics": ["t"], "topic_template": "a/{dev}",
+                                "track_from_topic": "device"}}),
+            "field `source.track_from_topic` is \"device\", which is not a capture",
+        ),
+        (
+            json!({"/source": {"kind": "http_poll", "url": "https://x", "interval_s": 5, "timeout_s": 0}}),
+            "field `source.timeout_s` is 0",
+        ),
+        (
+            json!({"/source": {"kind": "http_poll", "url": "https://x", "interval_s": 5,
+                                "auth": {"kind": "bearer", "token_ref": ""}}}),
+            "field `source.auth.token_ref` must not be empty",
+        ),
+        (json!({"/source": {"kind": "http_push", "max_body_bytes": 0}}), "field `source.max_body_bytes` is 0"),
+        (
+            json!({"/source": {"kind": "tcp", "address": "h:1", "mode": "client", "reconnect_max_s": 0}}),
+            "field `source.reconnect_max_s` is 0",
+        ),
+        (json!({"/source": {"kind": "file", "path": "/d", "pattern": "a/*.csv"}}), "field `source.pattern`"),
         (json!({"/mapping/lat": null}), "field `mapping.lat` is missing"),
         (json!({"/mapping/geometry": "geom"}), "field `mapping.geometry` is set together with lon/lat"),
         (json!({"/mapping/lon": null, "/mapping/lat": null}), "format json has no standard position field"),
