@@ -1,8 +1,8 @@
-//! Helpers shared by the codecs (built for GTFS-realtime, GPX and CAP; AIS and NMEA use the
-//! rejection helpers too): building a validated
-//! observation from parts and turning each failure into the right dead-letter reason.
+//! Helpers shared by the codecs (built for GTFS-realtime, GPX and CAP; AIS, NMEA, Esri JSON and CoT
+//! use them too): building a validated observation from parts, the coordinate and ring rules, and
+//! turning each failure into the right dead-letter reason.
 
-use geostream_model::geojson::Geometry;
+use geostream_model::geojson::{Geometry, Position};
 use geostream_model::time::OffsetDateTime;
 use geostream_model::{ModelError, Observation, ReasonCode, TrackId};
 use serde_json::{Map, Value};
@@ -18,6 +18,29 @@ pub(crate) fn reject(ctx: &Context, reason: ReasonCode, detail: String, raw: &[u
 pub(crate) fn check_lon_lat(lon: f64, lat: f64) -> Result<(), String> {
     if !lon.is_finite() || !lat.is_finite() || !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
         return Err(format!("coordinates out of range or not finite: lon {lon}, lat {lat}"));
+    }
+    Ok(())
+}
+
+/// Checks a point: finite and in range (`invalid_coordinates`), and not exactly (0, 0)
+/// (`null_island`: receivers without a fix report it).
+pub(crate) fn check_point(lon: f64, lat: f64) -> Result<(), (ReasonCode, String)> {
+    check_lon_lat(lon, lat).map_err(|e| (ReasonCode::InvalidCoordinates, e))?;
+    if lon == 0.0 && lat == 0.0 {
+        return Err((ReasonCode::NullIsland, "position is exactly (0, 0): no fix".to_owned()));
+    }
+    Ok(())
+}
+
+/// Checks a polygon ring: at least 4 positions and closed (the first and last positions have the
+/// same longitude and latitude; a third coordinate may differ).
+pub(crate) fn check_ring(ring: &[Position]) -> Result<(), String> {
+    if ring.len() < 4 {
+        return Err(format!("has {} positions, at least 4 needed", ring.len()));
+    }
+    let xy = |p: &Position| p.as_slice().get(..2).map(<[f64]>::to_vec);
+    if ring.first().map(xy) != ring.last().map(xy) {
+        return Err("is not closed (first and last positions differ)".to_owned());
     }
     Ok(())
 }

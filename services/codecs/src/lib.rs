@@ -41,16 +41,28 @@
 //!   / RFC 8142 sequences ([`geojson_codec::GeoJsonCodec`]); geometries read with the `geojson` crate.
 //! - [`csv_codec`]: delimited text with a header row ([`csv_codec::CsvCodec`]), read with the `csv`
 //!   crate; each row is an object of column → text handed to the mapping.
+//! - [`esri_json`]: Esri JSON FeatureSets and features (ArcGIS REST `query` answers) through a
+//!   mapping ([`esri_json::EsriJsonCodec`]). Our own small serde structs on `serde_json`: the
+//!   `serde_esri` crate was considered, but its geometry types fix the coordinate dimension at
+//!   compile time (a const generic) while an answer's layout (`hasZ`/`hasM`) is known only at run
+//!   time, and ring winding, hole grouping, spatial-reference precedence and per-feature
+//!   rejections would have to be written here anyway. Geometries go through the same reprojection
+//!   and checks as every mapped position ([`mapping::CompiledMapping::apply_with_native`]).
+//! - [`cot`]: Cursor on Target events, one document or a stream of them back to back
+//!   ([`cot::CotCodec`]). Our own on `quick-xml` events, like CAP: a handful of attributes are read
+//!   and `<detail>` is open-ended, so a serde schema would only add rigidity; reading events rather
+//!   than a tree lets a damaged event in a stream be rejected alone and parsing resume at the next.
 //!
-//! - [`registry`]: [`build`] picks and configures the codec for a feed's format and mapping.
-//!
-//! Not yet: Esri JSON and Cursor on Target ([`build`] says so).
+//! - [`registry`]: [`build`] picks and configures the codec for a feed's format and mapping; every
+//!   [`geostream_model::Format`] has a decoder.
 
 pub mod ais;
 pub mod cap;
 pub mod codec;
+pub mod cot;
 pub mod csv_codec;
 mod doc_common;
+pub mod esri_json;
 pub mod geojson_codec;
 pub mod gpx;
 pub mod gtfs_rt;

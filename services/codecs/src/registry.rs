@@ -6,7 +6,9 @@ use geostream_model::{Format, Mapping};
 use crate::Codec;
 use crate::ais::AisCodec;
 use crate::cap::CapCodec;
+use crate::cot::CotCodec;
 use crate::csv_codec::{CsvCodec, CsvOptions};
+use crate::esri_json::{EsriJsonCodec, EsriJsonOptions};
 use crate::geojson_codec::{GeoJsonCodec, GeoJsonOptions};
 use crate::gpx::{GpxCodec, GpxOptions};
 use crate::gtfs_rt::GtfsRtCodec;
@@ -37,13 +39,10 @@ pub enum BuildError {
         /// What is wrong.
         detail: String,
     },
-    /// The format has no decoder yet.
-    #[error("format {0}: no decoder yet (planned with the feed-adapter work); supported: {SUPPORTED}")]
-    NotImplemented(Format),
 }
 
 /// The formats [`build`] can decode, for messages.
-pub const SUPPORTED: &str = "json, geojson, csv, nmea, ais, gtfs_rt, gpx, cap";
+pub const SUPPORTED: &str = "json, geojson, csv, nmea, ais, gtfs_rt, gpx, cap, esri_json, cot";
 
 /// The codec for `format` with `mapping` and `opts`.
 pub fn build(format: Format, mapping: &Mapping, opts: &CodecOptions) -> Result<Box<dyn Codec>, BuildError> {
@@ -77,7 +76,11 @@ pub fn build(format: Format, mapping: &Mapping, opts: &CodecOptions) -> Result<B
             })?;
             Box::new(CsvCodec::new(mapping, CsvOptions { delimiter, ..CsvOptions::default() }).map_err(mapping_err)?)
         }
-        Format::EsriJson | Format::Cot => return Err(BuildError::NotImplemented(format)),
+        Format::EsriJson => {
+            let esri_opts = EsriJsonOptions { skip_null_geometry: opts.skip_null_geometry };
+            Box::new(EsriJsonCodec::new(mapping, esri_opts).map_err(mapping_err)?)
+        }
+        Format::Cot => Box::new(CotCodec::new()),
     })
 }
 
@@ -87,17 +90,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_supported_format_builds_and_the_rest_say_so() {
+    fn every_format_builds_and_is_listed() {
         let mapping = Mapping { lon: Some("lon".into()), lat: Some("lat".into()), ..Mapping::default() };
-        for name in SUPPORTED.split(", ") {
-            let format: Format = name.parse().unwrap();
-            let codec = build(format, &mapping, &CodecOptions::default()).unwrap();
+        let listed: Vec<&str> = SUPPORTED.split(", ").collect();
+        for format in Format::ALL {
+            assert!(listed.contains(&format.as_str()), "{format} missing from SUPPORTED");
+            let codec = build(*format, &mapping, &CodecOptions::default()).unwrap();
             assert!(!codec.name().is_empty());
         }
-        for format in [Format::EsriJson, Format::Cot] {
-            let err = build(format, &mapping, &CodecOptions::default()).err().unwrap().to_string();
-            assert!(err.contains("no decoder yet"), "{err}");
-        }
+        assert_eq!(listed.len(), Format::ALL.len());
+        assert_eq!(build(Format::Cot, &mapping, &CodecOptions::default()).unwrap().name(), "cot");
+        assert_eq!(build(Format::EsriJson, &mapping, &CodecOptions::default()).unwrap().name(), "esri_json");
     }
 
     #[test]

@@ -123,9 +123,10 @@ fn decode_usage_errors_say_what_to_do() {
     let out = geostream(&["decode", "--format", "kml", "/dev/null"], &[]);
     assert_eq!(out.status.code(), Some(64));
     assert!(stderr(&out).contains("--format"), "{}", stderr(&out));
-    let out = geostream(&["decode", "--format", "cot", "/dev/null"], &[]);
-    assert_eq!(out.status.code(), Some(64));
-    assert!(stderr(&out).contains("no decoder yet"), "{}", stderr(&out));
+    // Every format has a decoder; an empty CoT document is a rejection, not a usage error.
+    let out = geostream(&["decode", "--format", "cot", "--fail-on-reject", "/dev/null"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("schema=1"), "{}", stderr(&out));
 }
 
 #[test]

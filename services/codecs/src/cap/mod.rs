@@ -35,7 +35,7 @@ use quick_xml::events::Event;
 use serde_json::{Map, Value};
 
 use crate::codec::{Codec, Context, Framing, Outcome, Skip};
-use crate::doc_common::{check_lon_lat, observation, reject};
+use crate::doc_common::{check_lon_lat, check_ring, observation, reject};
 
 /// Vertices of the polygon that stands for a `<circle>` (the closing vertex not counted).
 pub const CIRCLE_VERTICES: usize = 64;
@@ -266,14 +266,12 @@ fn parse_point(s: &str) -> Result<(f64, f64), String> {
 }
 
 fn parse_polygon(text: &str) -> Result<Vec<Position>, String> {
-    let points = text.split_whitespace().map(parse_point).collect::<Result<Vec<_>, _>>()?;
-    if points.len() < 4 {
-        return Err(format!("<polygon> has {} positions, at least 4 needed", points.len()));
-    }
-    if points.first() != points.last() {
-        return Err("<polygon> is not closed (first and last positions differ)".to_owned());
-    }
-    Ok(points.into_iter().map(|(lon, lat)| Position::from([lon, lat])).collect())
+    let ring = text
+        .split_whitespace()
+        .map(|p| parse_point(p).map(|(lon, lat)| Position::from([lon, lat])))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_ring(&ring).map_err(|e| format!("<polygon> {e}"))?;
+    Ok(ring)
 }
 
 fn parse_circle(text: &str) -> Result<Vec<Position>, String> {

@@ -24,7 +24,7 @@ use prost::Message;
 use serde_json::Map;
 
 use crate::codec::{Codec, Context, Framing, Outcome, Skip};
-use crate::doc_common::{check_lon_lat, observation, put, put_f64, reject};
+use crate::doc_common::{check_point, observation, put, put_f64, reject};
 
 /// The generated GTFS-realtime protobuf types (package `transit_realtime`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -83,11 +83,8 @@ fn entity_outcome(entity: &proto::FeedEntity, header_time: Option<u64>, ctx: &Co
         return reject(ctx, ReasonCode::Schema, format!("{what}: vehicle without position"), &raw());
     };
     let (lon, lat) = (f64::from(pos.longitude), f64::from(pos.latitude));
-    if let Err(e) = check_lon_lat(lon, lat) {
-        return reject(ctx, ReasonCode::InvalidCoordinates, format!("{what}: {e}"), &raw());
-    }
-    if lon == 0.0 && lat == 0.0 {
-        return reject(ctx, ReasonCode::NullIsland, format!("{what}: position (0, 0)"), &raw());
+    if let Err((reason, e)) = check_point(lon, lat) {
+        return reject(ctx, reason, format!("{what}: {e}"), &raw());
     }
     let descriptor = vp.vehicle.as_ref();
     let non_empty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);

@@ -13,10 +13,13 @@
 //!    the allowed skew (default 24 h, [`CompiledMapping::with_max_future`]) after `ctx.received` →
 //!    `future_time`.
 //! 3. **position**: `lon`/`lat` (numbers or numeric strings) or a GeoJSON `geometry` object at a
-//!    path (or, for the GeoJSON codec, the feature's own geometry), reprojected from `crs` to WGS84
-//!    ([`Crs`]). Missing → `schema`; not a number / not a geometry → `schema`; non-finite or out of
-//!    range (lon outside [-180, 180], lat outside [-90, 90]) or not reprojectable →
-//!    `invalid_coordinates`; a point at exactly (0, 0) → `null_island`.
+//!    path, reprojected from `crs` to WGS84 ([`Crs`]); with neither, the record's own geometry (a
+//!    GeoJSON feature's, from `crs`; an Esri JSON feature's, decoded by its codec and reprojected
+//!    from the spatial reference its payload names, [`CompiledMapping::apply_with_native`]).
+//!    Missing → `schema`; not a number / not a geometry → `schema`; non-finite or out of range (lon
+//!    outside [-180, 180], lat outside [-90, 90]) or not reprojectable → `invalid_coordinates`; a
+//!    point at exactly (0, 0) → `null_island`. Every source of positions goes through the same
+//!    reprojection and checks.
 //! 4. **attributes**: each mapped attribute whose value is present and not `null` is copied under
 //!    its mapped name; one with a unit is converted to SI ([`Unit`]) and must be numeric (else
 //!    `schema`). With [`CompiledMapping::with_numbers_from_strings`] (the CSV codec) text cells
@@ -107,6 +110,16 @@ enum PositionSource {
     None,
     LonLat(Path, Path),
     Geometry(Path),
+}
+
+/// The geometry a record carries itself, for mappings that name no position.
+enum Native<'a> {
+    /// None (or `null`).
+    Missing,
+    /// A GeoJSON geometry object, in the mapping's CRS.
+    Json(&'a Value),
+    /// Decoded by the codec, in the CRS the payload names.
+    Typed(GeometryValue, &'a Crs),
 }
 
 #[derive(Debug)]
@@ -226,6 +239,32 @@ impl CompiledMapping {
         native_geometry: Option<&Value>,
         ctx: &Context,
     ) -> Result<Observation, Failure> {
+        let native = match native_geometry {
+            None | Some(Value::Null) => Native::Missing,
+            Some(g) => Native::Json(g),
+        };
+        self.apply_native(value, native, ctx)
+    }
+
+    /// Like [`CompiledMapping::apply_with_geometry`] for formats whose geometry is decoded by the
+    /// codec itself (Esri JSON) and whose coordinates are in a CRS the payload names rather than
+    /// the mapping's: `geometry` is reprojected from `crs` and checked by the same rules as every
+    /// other position. Used only when the mapping names no position.
+    pub fn apply_with_native(
+        &self,
+        value: &Value,
+        geometry: Option<GeometryValue>,
+        crs: &Crs,
+        ctx: &Context,
+    ) -> Result<Observation, Failure> {
+        let native = match geometry {
+            None => Native::Missing,
+            Some(g) => Native::Typed(g, crs),
+        };
+        self.apply_native(value, native, ctx)
+    }
+
+    fn apply_native(&self, value: &Value, native: Native<'_>, ctx: &Context) -> Result<Observation, Failure> {
         let track = self.track(value)?;
         let time = self.time(value, ctx)?;
         let geometry = match &self.position {
@@ -240,9 +279,10 @@ impl CompiledMapping {
                 }
                 Some(g) => self.geometry(g)?,
             },
-            PositionSource::None => match native_geometry {
-                None | Some(Value::Null) => return Err(Failure::new(ReasonCode::Schema, "the record has no geometry")),
-                Some(g) => self.geometry(g)?,
+            PositionSource::None => match native {
+                Native::Missing => return Err(Failure::new(ReasonCode::Schema, "the record has no geometry")),
+                Native::Json(g) => self.geometry(g)?,
+                Native::Typed(g, crs) => self.checked_geometry(g, crs)?,
             },
         };
         let mut attributes = self.attributes(value)?;
@@ -290,65 +330,28 @@ impl CompiledMapping {
 
     fn point(&self, x: f64, y: f64) -> Result<Geometry, Failure> {
         let mut pos = Position::from([x, y]);
-        self.position(&mut pos)?;
+        position(&self.crs, &mut pos)?;
         if pos[0] == 0.0 && pos[1] == 0.0 {
             return Err(Failure::new(ReasonCode::NullIsland, "position is exactly (0, 0): no fix"));
         }
         Ok(Geometry::new(GeometryValue::Point { coordinates: pos }))
     }
 
-    /// Reprojects one position in place and checks it.
-    fn position(&self, pos: &mut Position) -> Result<(), Failure> {
-        if pos.len() < 2 {
-            return Err(Failure::new(ReasonCode::Schema, "a position has fewer than two coordinates"));
-        }
-        let (x, y) = (pos[0], pos[1]);
-        if !(x.is_finite() && y.is_finite()) {
-            return Err(Failure::new(ReasonCode::InvalidCoordinates, format!("coordinates ({x}, {y}) are not finite")));
-        }
-        let (lon, lat) = self.crs.to_wgs84(x, y).ok_or_else(|| {
-            Failure::new(ReasonCode::InvalidCoordinates, format!("({x}, {y}) cannot be reprojected to WGS84"))
-        })?;
-        if !((-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)) {
-            return Err(Failure::new(
-                ReasonCode::InvalidCoordinates,
-                format!("longitude {lon} / latitude {lat} out of range"),
-            ));
-        }
-        pos[0] = lon;
-        pos[1] = lat;
-        Ok(())
-    }
-
     fn geometry(&self, g: &Value) -> Result<Geometry, Failure> {
         let parsed: Geometry = serde_json::from_value(g.clone())
             .map_err(|e| Failure::new(ReasonCode::Schema, format!("not a GeoJSON geometry: {e}")))?;
-        let mut value = parsed.value;
-        self.positions(&mut value)?;
+        self.checked_geometry(parsed.value, &self.crs)
+    }
+
+    /// Every position reprojected from `crs` and checked; a point at exactly (0, 0) is refused.
+    fn checked_geometry(&self, mut value: GeometryValue, crs: &Crs) -> Result<Geometry, Failure> {
+        positions(crs, &mut value)?;
         if let GeometryValue::Point { coordinates } = &value {
             if coordinates[0] == 0.0 && coordinates[1] == 0.0 {
                 return Err(Failure::new(ReasonCode::NullIsland, "position is exactly (0, 0): no fix"));
             }
         }
         Ok(Geometry::new(value))
-    }
-
-    fn positions(&self, g: &mut GeometryValue) -> Result<(), Failure> {
-        match g {
-            GeometryValue::Point { coordinates } => self.position(coordinates),
-            GeometryValue::MultiPoint { coordinates } | GeometryValue::LineString { coordinates } => {
-                coordinates.iter_mut().try_for_each(|p| self.position(p))
-            }
-            GeometryValue::MultiLineString { coordinates } | GeometryValue::Polygon { coordinates } => {
-                coordinates.iter_mut().flatten().try_for_each(|p| self.position(p))
-            }
-            GeometryValue::MultiPolygon { coordinates } => {
-                coordinates.iter_mut().flatten().flatten().try_for_each(|p| self.position(p))
-            }
-            GeometryValue::GeometryCollection { geometries } => {
-                geometries.iter_mut().try_for_each(|g| self.positions(&mut g.value))
-            }
-        }
     }
 
     fn attributes(&self, value: &Value) -> Result<Map<String, Value>, Failure> {
@@ -385,6 +388,47 @@ impl CompiledMapping {
             out.insert(a.name.clone(), v);
         }
         Ok(out)
+    }
+}
+
+/// Reprojects one position in place from `crs` to WGS84 and checks it.
+fn position(crs: &Crs, pos: &mut Position) -> Result<(), Failure> {
+    if pos.len() < 2 {
+        return Err(Failure::new(ReasonCode::Schema, "a position has fewer than two coordinates"));
+    }
+    let (x, y) = (pos[0], pos[1]);
+    if !(x.is_finite() && y.is_finite()) {
+        return Err(Failure::new(ReasonCode::InvalidCoordinates, format!("coordinates ({x}, {y}) are not finite")));
+    }
+    let (lon, lat) = crs.to_wgs84(x, y).ok_or_else(|| {
+        Failure::new(ReasonCode::InvalidCoordinates, format!("({x}, {y}) cannot be reprojected to WGS84"))
+    })?;
+    if !((-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)) {
+        return Err(Failure::new(
+            ReasonCode::InvalidCoordinates,
+            format!("longitude {lon} / latitude {lat} out of range"),
+        ));
+    }
+    pos[0] = lon;
+    pos[1] = lat;
+    Ok(())
+}
+
+fn positions(crs: &Crs, g: &mut GeometryValue) -> Result<(), Failure> {
+    match g {
+        GeometryValue::Point { coordinates } => position(crs, coordinates),
+        GeometryValue::MultiPoint { coordinates } | GeometryValue::LineString { coordinates } => {
+            coordinates.iter_mut().try_for_each(|p| position(crs, p))
+        }
+        GeometryValue::MultiLineString { coordinates } | GeometryValue::Polygon { coordinates } => {
+            coordinates.iter_mut().flatten().try_for_each(|p| position(crs, p))
+        }
+        GeometryValue::MultiPolygon { coordinates } => {
+            coordinates.iter_mut().flatten().flatten().try_for_each(|p| position(crs, p))
+        }
+        GeometryValue::GeometryCollection { geometries } => {
+            geometries.iter_mut().try_for_each(|g| positions(crs, &mut g.value))
+        }
     }
 }
 
