@@ -44,6 +44,8 @@ pub struct IngestMetrics {
     pub rejected: Family<ReasonLabel, Counter>,
     /// Records skipped (comments, non-position messages) per feed.
     pub skipped: Family<FeedLabel, Counter>,
+    /// Bytes each feed wrote into the spool (records as stored, framing excluded).
+    pub spooled_bytes: Family<FeedLabel, Counter>,
     /// Items a poller dropped because the previous answer had them too.
     pub deduplicated: Family<FeedLabel, Counter>,
     /// Unix time of the last input per feed.
@@ -76,6 +78,7 @@ impl IngestMetrics {
         r.register("ingest_accepted", "Observations accepted", self.accepted.clone());
         r.register("ingest_rejected", "Records sent to the dead-letter topic, by reason", self.rejected.clone());
         r.register("ingest_skipped", "Records skipped without error (comments, non-positions)", self.skipped.clone());
+        r.register("ingest_spooled_bytes", "Bytes the feed wrote into the disk spool", self.spooled_bytes.clone());
         r.register("ingest_deduplicated", "Polled items unchanged since the previous poll", self.deduplicated.clone());
         r.register("ingest_last_seen_timestamp_seconds", "Unix time of the feed's last input", self.last_seen.clone());
         r.register("ingest_source_up", "1 while the feed's source is connected or serving", self.source_up.clone());
@@ -109,6 +112,8 @@ impl IngestMetrics {
                 .get_or_create(&ReasonLabel { feed: feed.to_owned(), reason: (*reason).to_owned() })
                 .inc_by(*n);
         }
+        let spooled: usize = batch.envelopes.iter().map(|e| 5 + e.key.len() + e.value.len()).sum();
+        self.spooled_bytes.get_or_create(&label).inc_by(spooled as u64);
         if batch.inputs > 0 {
             self.last_seen.get_or_create(&label).set(now_unix);
         }

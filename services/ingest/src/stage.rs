@@ -187,6 +187,12 @@ impl IngestStage {
         if !initial.is_empty() {
             tracing::info!(feeds = initial.len(), "starting feeds from the registry snapshot on the volume");
         }
+        // Ready once the registry is known: from the volume now, or from Kafka once read.
+        if initial.is_empty() {
+            health.set("registry", false, "not read from Kafka yet");
+        } else {
+            health.set("registry", true, format!("{} feeds from the snapshot on the volume", initial.len()));
+        }
         let (state_tx, state_rx) = watch::channel(initial);
         spawn_watcher(settings.kafka.clone(), feeds_topic, state_tx, cancel.clone(), health.clone());
 
@@ -269,8 +275,6 @@ fn spawn_watcher(
     cancel: CancellationToken,
     health: geostream_telemetry::Health,
 ) {
-    // Until the topic has been read once, the snapshot from the volume (if any) is what runs.
-    health.set("registry", false, "not read from Kafka yet");
     std::thread::Builder::new()
         .name("registry-watcher".into())
         .spawn(move || {
