@@ -46,6 +46,8 @@ FIGURES = {
     "nmea/geostream_decode": (None, None, None),
     "csv/geostream_decode": (None, None, None),
     "gtfs_rt/geostream_decode": (None, None, None),
+    "esri_json/geostream_decode": (None, None, None),
+    "cot/geostream_decode": (None, None, None),
 }
 
 

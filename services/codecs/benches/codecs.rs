@@ -50,6 +50,8 @@ const USGS: &[u8] = include_bytes!("../tests/data/usgs_all_week_2018-02-07.geojs
 const AERORUST_NMEA1: &[u8] = include_bytes!("../tests/data/aerorust_nmea1_moving_track_2017-03-31.nmea");
 const OPENSKY_CSV: &[u8] = include_bytes!("../tests/data/opensky_traffic_quickstart_15min.csv");
 const KCM_PB: &[u8] = include_bytes!("../tests/data/gtfs_rt/kcm_king_county_metro_vehicle_positions_1.pb");
+const ESRI_FACILITIES: &[u8] = include_bytes!("../tests/data/esri/pyesridump_esri_test_facilities_2015.json");
+const COT_SESSION: &[u8] = include_bytes!("../tests/data/cot/freetakserver_session_2020-02-08_887_events.cot.xml");
 
 /// USGS `metadata.generated` (the mapping rejects event times too far after the receive time).
 const USGS_GENERATED_MS: i64 = 1_517_968_154_000;
@@ -277,10 +279,45 @@ fn gtfs_rt(c: &mut Criterion) {
     g.finish();
 }
 
+fn esri_json(c: &mut Criterion) {
+    let received = ctx(1_443_398_400_000);
+    // The catalog's esri-featureserver-poll mapping on its real sample (838 point features).
+    let m = mapping(serde_json::json!({
+        "track": "attributes.objectid",
+        "attributes": {"facility": "attributes.facility", "quality": "attributes.quality",
+                       "description": "attributes.description", "observed_ms": "attributes.observed"}
+    }));
+    let opts = geostream_codecs::CodecOptions { skip_null_geometry: true, ..Default::default() };
+    let build = || geostream_codecs::registry::build(geostream_model::Format::EsriJson, &m, &opts).expect("mapping");
+    let features = drive(build().as_mut(), ESRI_FACILITIES, &received);
+    let mut g = c.benchmark_group("esri_json");
+    g.throughput(Throughput::Elements(features as u64));
+    g.bench_function("geostream_decode", |b| {
+        let mut codec = build();
+        b.iter(|| drive(codec.as_mut(), black_box(ESRI_FACILITIES), &received))
+    });
+    g.finish();
+}
+
+fn cot(c: &mut Criterion) {
+    let received = ctx(1_581_200_000_000);
+    let opts = geostream_codecs::CodecOptions::default();
+    let build =
+        || geostream_codecs::registry::build(geostream_model::Format::Cot, &Mapping::default(), &opts).expect("cot");
+    let events = drive(build().as_mut(), COT_SESSION, &received);
+    let mut g = c.benchmark_group("cot");
+    g.throughput(Throughput::Elements(events as u64));
+    g.bench_function("geostream_decode", |b| {
+        let mut codec = build();
+        b.iter(|| drive(codec.as_mut(), black_box(COT_SESSION), &received))
+    });
+    g.finish();
+}
+
 // The macro generates an undocumented `pub fn benches`.
 #[allow(missing_docs)]
 mod group {
     use super::*;
-    criterion_group!(benches, ais, geojson, nmea, csv, gtfs_rt);
+    criterion_group!(benches, ais, geojson, nmea, csv, gtfs_rt, esri_json, cot);
 }
 criterion_main!(group::benches);
