@@ -46,7 +46,7 @@ use serde_json::Value;
 
 use crate::codec::{Codec, Context, Framing, Outcome, Skip};
 use crate::doc_common::{check_ring, reject};
-use crate::mapping::{CompiledMapping, Crs, Failure, MappingError};
+use crate::mapping::{CompiledMapping, Crs, Failure, MappingError, kind};
 
 /// Options of the Esri JSON codec.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -199,17 +199,6 @@ fn server_error(err: &Value) -> String {
         _ => String::new(),
     };
     format!("the server answered with an error instead of features: code {code}: {message}{details}")
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// What a FeatureSet says for all its features.

@@ -292,7 +292,7 @@ fn apply_override(spec: &mut Value, assignment: &str) -> Result<(), FeedsError> 
                 return Err(FeedsError::Usage(format!(
                     "--set {assignment:?}: {} is {}, not a mapping",
                     keys[..i].join("."),
-                    kind(other)
+                    geostream_codecs::mapping::kind(other)
                 )));
             }
         };
@@ -303,17 +303,6 @@ fn apply_override(spec: &mut Value, assignment: &str) -> Result<(), FeedsError> 
         cur = obj.entry((*k).to_owned()).or_insert_with(|| Value::Object(serde_json::Map::new()));
     }
     Ok(())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
 }
 
 fn source_target(spec: &FeedSpec) -> String {

@@ -476,7 +476,8 @@ fn number_at(value: &Value, p: &Path, what: &str) -> Result<f64, Failure> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+/// A JSON value's kind in words (`a string`, `an object`), for error messages.
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -38,3 +38,17 @@ pub fn messages(bytes: &[u8], opts: DecoderOptions) -> Vec<Result<Decoded<'stati
     });
     out
 }
+
+/// A real document with a few bytes overwritten, for property tests that decoders never panic on
+/// damaged input of the shape they expect.
+pub fn mutated(base: &'static [u8]) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8).prop_map(move |edits| {
+        let mut b = base.to_vec();
+        for (i, v) in edits {
+            let i = i.index(b.len());
+            b[i] = v;
+        }
+        b
+    })
+}

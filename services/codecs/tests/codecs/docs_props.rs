@@ -18,17 +18,7 @@ fn check(codec: &mut dyn Codec, bytes: &[u8]) {
     }
 }
 
-/// A real document with some bytes overwritten.
-fn mutated(base: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8).prop_map(move |edits| {
-        let mut b = base.to_vec();
-        for (i, v) in edits {
-            let i = i.index(b.len());
-            b[i] = v;
-        }
-        b
-    })
-}
+use crate::data::mutated;
 
 const CAP: &[u8] = include_bytes!("../data/alerts/oasiscap_nws_blizzard_warning_2021-12-27.cap.xml");
 const GPX: &[u8] = include_bytes!("../data/gpx/georust_strava_route_example.gpx");

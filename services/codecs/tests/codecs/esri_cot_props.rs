@@ -84,17 +84,7 @@ fn arb_esri() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A real document with some bytes overwritten.
-fn mutated(base: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8).prop_map(move |edits| {
-        let mut b = base.to_vec();
-        for (i, v) in edits {
-            let i = i.index(b.len());
-            b[i] = v;
-        }
-        b
-    })
-}
+use crate::data::mutated;
 
 const COLUMBIA: &[u8] = include_bytes!("../data/esri/pyesridump_us_mo_columbia_address_points.json");
 const KENT: &[u8] = include_bytes!("../data/esri/pyesridump_us_mi_kent_parcels_stateplane_wkt.json");
