@@ -243,6 +243,16 @@ impl FeedPipeline {
         }
     }
 
+    /// Counts `raw` as one input unit and dead-letters it without decoding, for input the source
+    /// itself refuses before the codec sees it (a line over the line limit, a file too large to
+    /// read as one document). `detail` says why; the location is put in front of it.
+    pub fn reject_unit(&mut self, raw: &[u8], reason: ReasonCode, detail: &str, ctx: &Context, batch: &mut Batch) {
+        batch.inputs += 1;
+        batch.input_bytes += raw.len() as u64;
+        let detail = if ctx.location.is_empty() { detail.to_owned() } else { format!("{}: {detail}", ctx.location) };
+        push_rejection(&self.feed, Rejection { reason, detail, raw: raw.to_vec() }, ctx, batch);
+    }
+
     /// End of a stream (connection closed, file done): flushes what the codec still holds, such as
     /// an incomplete multi-part AIS message.
     pub fn finish(&mut self, ctx: &Context, batch: &mut Batch) {
@@ -443,6 +453,22 @@ mod tests {
         let dead: DeadLetter = serde_json::from_slice(&dl.value).unwrap();
         assert_eq!(dead.source.as_deref(), Some("mqtt gps/1 line 2"));
         assert_eq!(dead.raw, b"$GPRMC,bad*00");
+    }
+
+    #[test]
+    fn refused_units_become_located_dead_letters_and_count_as_input() {
+        let mut p = FeedPipeline::new(&spec(Format::Nmea, push_spec())).unwrap();
+        let mut batch = Batch::default();
+        let ctx = p.context(now(), "tcp 10.0.0.1:5000 line 7");
+        p.reject_unit(b"$GPGGA,xxxx", ReasonCode::TooLarge, "line is too long", &ctx, &mut batch);
+        assert_eq!((batch.inputs, batch.input_bytes, batch.len()), (1, 11, 1));
+        assert_eq!(batch.summary.rejected.get("too_large"), Some(&1));
+        assert_eq!(batch.event_times, [None]);
+        let dead: DeadLetter = serde_json::from_slice(&batch.envelopes[0].value).unwrap();
+        assert_eq!(dead.reason, ReasonCode::TooLarge);
+        assert_eq!(dead.raw, b"$GPGGA,xxxx");
+        assert_eq!(dead.detail, "tcp 10.0.0.1:5000 line 7: line is too long");
+        assert_eq!(dead.source.as_deref(), Some("tcp 10.0.0.1:5000 line 7"));
     }
 
     #[test]
