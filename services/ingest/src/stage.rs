@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use geostream_model::{FeedId, FeedSpec, Naming, TenantId, TopicKind};
+use geostream_model::{Classify, ErrorClass, FeedId, FeedSpec, Naming, TenantId, TopicKind};
 use geostream_telemetry::Telemetry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -397,12 +397,29 @@ fn start(ctx: &SupervisorCtx, spec: FeedSpec) -> Running {
             tracing::error!(feed = %id, error = %e, "feed state directory could not be created");
         }
         let metrics = handle.metrics.clone();
-        match sources::run(handle, push, token).await {
-            Ok(()) => tracing::info!(feed = %id, "feed source finished"),
-            Err(e) => {
-                // Not restarted until its spec changes: the problem is in the spec or its secrets.
-                metrics.source_error(&id);
-                tracing::error!(feed = %id, error = %e, "feed stopped; fix its spec or secrets and re-register it");
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            match sources::run(handle.clone(), push.clone(), token.clone()).await {
+                Ok(()) => {
+                    tracing::info!(feed = %id, "feed source finished");
+                    break;
+                }
+                Err(e) if e.class() == ErrorClass::User => {
+                    // Not restarted until its spec changes: the problem is in the spec or its secrets.
+                    metrics.source_error(&id);
+                    tracing::error!(feed = %id, error = %e, "feed stopped; fix its spec or secrets and re-register it");
+                    break;
+                }
+                Err(e) => {
+                    // The volume or the process, not the spec: try again, slower each time.
+                    metrics.source_error(&id);
+                    let wait = backoff.next_delay();
+                    tracing::error!(feed = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "feed failed; restarting it");
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
             }
         }
     });

@@ -105,10 +105,7 @@ pub async fn run(handle: FeedHandle, cancel: CancellationToken) -> Result<(), So
         .map_err(|e| handle.config_error(format!("the HTTP client could not be set up: {e}")))?;
     let mut pipeline = handle.pipeline()?;
     let interval = Duration::from_secs((*interval_s).max(1));
-    // Locations end up in dead letters: never with a password from the URL in them.
-    let mut shown = url.clone();
-    let _ = shown.set_password(None);
-    let location = format!("GET {shown}");
+    let location = shown_location(&url);
 
     let poller = Poller { handle: &handle, client, url, extra, auth, location, cancel: &cancel };
     let mut validators = Validators::default();
@@ -170,6 +167,18 @@ fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), Str
     let v = HeaderValue::from_str(value)
         .map_err(|_| "the value is not a valid header value (printable ASCII, no line breaks)".to_owned())?;
     Ok((n, v))
+}
+
+/// The poll's location for dead letters and logs: never with a password or query values (API keys
+/// often ride in the query string); parameter names stay, for debugging.
+fn shown_location(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    if shown.query().is_some() {
+        let names: Vec<String> = shown.query_pairs().map(|(k, _)| format!("{k}=redacted")).collect();
+        shown.set_query(Some(&names.join("&")));
+    }
+    format!("GET {shown}")
 }
 
 struct Poller<'a> {
@@ -313,6 +322,14 @@ fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn locations_hide_passwords_and_query_values() {
+        let url = reqwest::Url::parse("https://u:pw@api.example.org/v1/pos?key=SECRET&bbox=1,2").unwrap();
+        let shown = shown_location(&url);
+        assert_eq!(shown, "GET https://u@api.example.org/v1/pos?key=redacted&bbox=redacted");
+        assert!(!shown.contains("SECRET") && !shown.contains("pw"));
+    }
 
     #[test]
     fn failures_never_poll_faster_than_the_interval_and_honour_bounded_retry_after() {
