@@ -152,3 +152,64 @@ async fn mqtt_311_session_survives_a_restart() {
 async fn mqtt_5_session_survives_a_restart() {
     session_survives_a_restart("5").await;
 }
+
+/// The TLS listener of the test broker (`MQTTS_URL`) with its CA and password (testenv makes both).
+fn tls_broker(test: &str) -> Option<(String, String, String)> {
+    let url = service("MQTTS_URL", test)?;
+    let ca = service("MQTT_CA_FILE", test)?;
+    let password_file = service("MQTT_PASSWORD_FILE", test)?;
+    let password = std::fs::read_to_string(&password_file)
+        .unwrap_or_else(|e| panic!("{test}: {password_file} (MQTT_PASSWORD_FILE) unreadable: {e}"));
+    Some((url, ca, password.trim().to_owned()))
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca_and_a_password_delivers_and_a_wrong_password_is_refused() {
+    let Some(plain) = service("MQTT_URL", "mqtt tls source") else { return };
+    let Some((url, ca, password)) = tls_broker("mqtt tls source") else { return };
+    let prefix = unique("gs-tls").replace('-', "_");
+    let client_id = unique("gs-ingest-tls");
+    let make = |client: &str| {
+        spec(json!({
+            "id": "quakes-tls", "type": "mqtt-geojson", "format": "geojson",
+            "source": {
+                "kind": "mqtt", "url": url, "topics": [format!("{prefix}/+/+")], "qos": 1,
+                "client_id": client, "ca_file": ca, "username": "geostream", "password_ref": "mqtt-pass",
+                "topic_template": format!("{prefix}/{{network}}/{{quake}}"), "track_from_topic": "quake"
+            },
+            "mapping": {"time": "properties.time", "time_format": "unix_ms"}
+        }))
+    };
+    let msgs = messages(&prefix, 0..40);
+    let mut expected = Expected::default();
+    for (_, payload, ..) in &msgs {
+        expected.add(&decode_expected(&make(&client_id), payload));
+    }
+
+    // The right password over TLS: everything published on the plain listener arrives.
+    let h = Harness::new(make(&client_id));
+    h.secret("mqtt-pass", &password);
+    let running = h.start();
+    wait_subscribed(&h).await;
+    publish(&plain, "3.1.1", &msgs).await;
+    h.wait_for(expected.envelopes() as u64, "messages over TLS").await;
+    running.stop().await;
+    assert_eq!(h.source_errors(), 0, "the TLS handshake and the login succeeded first time");
+    let spooled = h.into_spooled();
+    assert_eq!(spooled.counts(), expected);
+    spooled.assert_no_duplicates();
+
+    // A wrong password: the broker refuses the connection, the source counts it and keeps trying,
+    // and nothing is written.
+    let bad = Harness::new(make(&unique("gs-ingest-badpw")));
+    bad.secret("mqtt-pass", "not-the-password");
+    let running = bad.start();
+    let start = std::time::Instant::now();
+    while bad.source_errors() < 2 {
+        assert!(start.elapsed() < PATIENCE, "a refused login was never counted as a source error");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await;
+    assert_eq!(bad.pending(), 0);
+    forget_session(&plain, &client_id).await;
+}
