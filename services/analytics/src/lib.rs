@@ -11,6 +11,9 @@
 //! - [`bins`]: spatial bins (geohash via `geohash`, H3 via `h3o`, a metre grid of our own) over
 //!   tumbling or hopping event-time windows, emitted at the watermark and corrected within the
 //!   allowed lateness.
+//! - [`spec`]: analytic definitions (motion, gaps, bins) as stored on `<tenant>.analytics`.
+//! - [`engine`]: runs a set of analytics and produces `Event`s and `Aggregate`s (model records
+//!   with deterministic ids); shared by the processor and `geostream analyze`.
 //! - [`gaps`]: `gap` when a track is silent past a threshold of event time, `resumed` when it
 //!   reports again.
 //!
@@ -18,6 +21,8 @@
 //! rest of the stream-analytics issue.
 
 pub mod bins;
+pub mod engine;
 pub mod gaps;
 pub mod motion;
+pub mod spec;
 pub mod watermark;

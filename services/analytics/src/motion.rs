@@ -22,15 +22,23 @@ pub struct MotionConfig {
     pub stop_speed_mps: f64,
     /// How long (ns of event time) a track must stay below `stop_speed_mps` to be `stop`ped.
     pub stop_after_ns: i128,
-    /// Above this implied speed (m/s) a leg is an implausible `jump`.
+    /// Above this implied speed (m/s) a leg is an implausible `jump`...
     pub max_speed_mps: f64,
+    /// ...if it is also longer than this (m): two reports of one position a few milliseconds
+    /// apart (satellite AIS heard twice) imply absurd speeds over a few metres of GPS noise.
+    pub jump_min_distance_m: f64,
 }
 
 impl Default for MotionConfig {
     fn default() -> Self {
         // 0.5 m/s is about 1 knot: drifting at anchor or a vehicle in a queue; 300 m/s is above
         // any airliner's ground speed, so only real errors are flagged.
-        Self { stop_speed_mps: 0.5, stop_after_ns: 120 * 1_000_000_000, max_speed_mps: 300.0 }
+        Self {
+            stop_speed_mps: 0.5,
+            stop_after_ns: 120 * 1_000_000_000,
+            max_speed_mps: 300.0,
+            jump_min_distance_m: 500.0,
+        }
     }
 }
 
@@ -142,11 +150,11 @@ impl TrackMotion {
         let (distance_m, dt_s) = leg(&prev, &fix);
         let speed = distance_m / dt_s;
         let mut update = Update::default();
-        if speed > cfg.max_speed_mps {
+        if speed > cfg.max_speed_mps && distance_m > cfg.jump_min_distance_m {
             // Confirmed by the previous jumped fix? Then the track moved; re-anchor.
             let confirmed = self.jumped.is_some_and(|j| {
                 let (d, dt) = leg(&j, &fix);
-                dt > 0.0 && d / dt <= cfg.max_speed_mps
+                dt > 0.0 && (d / dt <= cfg.max_speed_mps || d <= cfg.jump_min_distance_m)
             });
             if !confirmed {
                 self.jumped = Some(fix);
@@ -246,6 +254,17 @@ mod tests {
         assert!(u.signals.is_empty());
         let l = u.leg.unwrap();
         assert!(l.distance_m < 100.0, "measured from the last good fix: {l:?}");
+    }
+
+    #[test]
+    fn two_reports_milliseconds_apart_are_noise_not_a_jump() {
+        let cfg = MotionConfig::default();
+        let mut m = TrackMotion::default();
+        m.update(Fix { time_ns: 0, lon: 92.2, lat: -65.1 }, &cfg).unwrap();
+        // 12 m in 64 ms: ~196 m/s, but within GPS noise.
+        let u = m.update(Fix { time_ns: 64_000_000, lon: 92.20025, lat: -65.1 }, &cfg).unwrap();
+        assert!(u.signals.is_empty(), "{u:?}");
+        assert!(u.leg.is_some());
     }
 
     #[test]
