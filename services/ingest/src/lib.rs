@@ -15,7 +15,6 @@
 //! - [`sources`]: one task per running feed.
 //! - [`stage`]: `geostream ingest`: registry watcher, supervisor, push receiver, drainer.
 
-pub mod backoff;
 pub mod durable;
 pub mod feed;
 pub mod metrics;

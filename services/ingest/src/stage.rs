@@ -17,12 +17,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::durable::{DrainConfig, Drainer, Durable, DurableConfig, DurableError};
 use crate::feed::{FeedHandle, Secrets};
 use crate::metrics::IngestMetrics;
 use crate::registry::{Action, Applied, RegistryState, RegistryWatcher, ensure_topics, plan};
 use crate::sources::{self, http_push};
+use geostream_model::backoff::Backoff;
 
 /// Everything `geostream ingest` needs, already validated by the binary's config.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! The record contracts of geostream: observations, events, aggregates and dead letters (the
 //! records on the Kafka topics and in the indices), feed and fence specs (the registry), the
 //! names of topics, indices and consumer groups, validated identifiers, deterministic record ids
-//! and the error taxonomy ([`ErrorClass`], [`Classify`]). Every other geostream crate depends on
+//! and the error taxonomy ([`ErrorClass`], [`Classify`]) with its retry policy ([`backoff`]). Every other geostream crate depends on
 //! this one, so it must stay small and pure: no I/O, no async, no network, no clocks (callers
 //! pass times in), only types, validation and (de)serialization. A change to a wire format or to
 //! an id scheme here is a data-contract change for every stage and every stored record.
@@ -36,6 +36,7 @@
 mod macros;
 
 mod aggregate;
+pub mod backoff;
 mod catalog;
 mod deadletter;
 mod error;

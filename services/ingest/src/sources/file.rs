@@ -36,9 +36,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::lines::{Line, LineKind, LineSplitter, MAX_LINE_BYTES, decode_line};
 use super::{BATCH_MAX_UNITS, commit, sleep_or_cancel};
-use crate::backoff::Backoff;
 use crate::feed::{FeedHandle, SourceError, now};
 use crate::pipeline::{Batch, FeedPipeline};
+use geostream_model::backoff::Backoff;
 
 /// How often a folder is listed for new or grown files.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(2);

@@ -19,9 +19,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{commit, sleep_or_cancel};
-use crate::backoff::Backoff;
 use crate::feed::{FeedHandle, SourceError, now};
 use crate::pipeline::{Batch, Deduper, FeedPipeline};
+use geostream_model::backoff::Backoff;
 
 /// Largest body read; a larger answer is an error (and is not decoded), so a misbehaving endpoint
 /// cannot take the stage's memory.

@@ -25,10 +25,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::{BATCH_MAX_UNITS, commit, sleep_or_cancel};
-use crate::backoff::Backoff;
 use crate::feed::{FeedHandle, SourceError, now};
 use crate::metrics::IngestMetrics;
 use crate::pipeline::{Batch, FeedPipeline};
+use geostream_model::backoff::Backoff;
 
 /// How long the final synchronous offset commit may take when the feed stops.
 const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -18,11 +18,11 @@ use std::time::Duration;
 use geostream_model::{Classify, Source};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::durable::DurableError;
 use crate::feed::{FeedHandle, SourceError};
 use crate::pipeline::{Batch, Envelope};
 use crate::spool::SpoolError;
+use geostream_model::backoff::Backoff;
 
 /// Most input units (lines, messages, datagrams) decoded into one batch. Sources take what is
 /// already available up to this many and commit at once: one fsync per batch instead of per

@@ -30,9 +30,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{BATCH_MAX_UNITS, commit, sleep_or_cancel};
-use crate::backoff::Backoff;
 use crate::feed::{FeedHandle, SourceError, now};
 use crate::pipeline::Batch;
+use geostream_model::backoff::Backoff;
 
 /// Seconds an MQTT 5 broker keeps the session (and queues messages) after ingest disconnects: a
 /// week covers any planned outage without leaving sessions of deleted feeds around forever.

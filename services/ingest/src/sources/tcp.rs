@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::lines::{LineSplitter, MAX_LINE_BYTES, decode_line};
 use super::{BATCH_MAX_UNITS, commit, sleep_or_cancel};
-use crate::backoff::Backoff;
 use crate::feed::{FeedHandle, SourceError, now};
 use crate::metrics::FeedLabel;
 use crate::pipeline::{Batch, FeedPipeline};
+use geostream_model::backoff::Backoff;
 
 /// How long a connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -19,9 +19,9 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::{BATCH_MAX_UNITS, commit, sleep_or_cancel};
-use crate::backoff::Backoff;
 use crate::feed::{FeedHandle, SourceError, now};
 use crate::pipeline::{Batch, FeedPipeline};
+use geostream_model::backoff::Backoff;
 
 /// Largest UDP payload (IPv4: 65,535 minus the IP and UDP headers).
 const MAX_DATAGRAM: usize = 65_507;

@@ -1,7 +1,9 @@
-//! Jittered exponential backoff for reconnects and retries.
+//! Jittered exponential backoff: how every stage waits before retrying what
+//! [`Classify::retryable`](crate::Classify::retryable) says may succeed later.
 //!
-//! "Full jitter" (a uniform draw between zero and the exponential cap): many feeds that lost the
-//! same broker do not come back in lockstep.
+//! Each wait is drawn uniformly from the upper half of the exponential cap ("equal jitter"):
+//! never near zero, so a retry storm cannot form, and spread, so many feeds that lost the same
+//! broker do not come back in lockstep.
 
 use std::time::Duration;
 
