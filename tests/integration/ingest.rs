@@ -421,3 +421,87 @@ async fn kafka_outage_and_ingest_restart_lose_and_duplicate_nothing() {
     );
     assert_eq!(records.len(), 32 * PER_BATCH);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_kafka_wrote_without_the_spool_knowing_are_not_sent_again() {
+    use geostream_ingest::durable::{DrainConfig, Drainer, Durable, DurableConfig};
+    use geostream_ingest::metrics::IngestMetrics;
+    use geostream_ingest::pipeline::{Batch, FeedPipeline, Route};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let Some(bootstrap) = geostream_tests::service("KAFKA_BOOTSTRAP", "ingest read-back") else { return };
+    let tenant: TenantId = geostream_tests::unique("readback").parse().unwrap();
+    let naming = Naming::new("").unwrap();
+    let observations = naming.topic(&tenant, TopicKind::Observations);
+    let deadletter = naming.topic(&tenant, TopicKind::Deadletter);
+    geostream_ingest::registry::ensure_topics(
+        &props(&bootstrap),
+        &[(observations.clone(), 3, false), (deadletter.clone(), 1, false)],
+        None,
+    )
+    .await
+    .unwrap();
+
+    // 300 observations and 2 dead letters in the spool, as a source would have written them.
+    let spec = push_spec(
+        "sensors",
+        "geojson",
+        json!({"mapping": {"track": "properties.track", "time": "properties.time", "attributes": {"seq": "properties.seq"}}}),
+    );
+    let mut pipeline = FeedPipeline::new(&spec).unwrap();
+    let mut spooled = Batch::default();
+    let ctx = pipeline.context(time::OffsetDateTime::now_utc(), "test");
+    pipeline.decode_payload(&batch(0, 300), &ctx, &mut spooled);
+    pipeline.decode_payload(b"{broken", &ctx, &mut spooled);
+    pipeline.decode_payload(b"[1,2]", &ctx, &mut spooled);
+    assert_eq!(spooled.len(), 302);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = IngestMetrics::default();
+    let config = DurableConfig { dir: dir.path().join("spool"), max_bytes: 64 << 20, segment_bytes: 1 << 20 };
+    let (durable, drain) = Durable::open(&config, metrics.clone()).unwrap();
+    durable.write(&spooled.envelopes).await.unwrap();
+
+    // A previous producer wrote every third of them (and one dead letter) before it lost contact:
+    // Kafka has them, the spool does not know.
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let mut written_before = 0;
+    for (i, env) in spooled.envelopes.iter().enumerate() {
+        if i % 3 != 0 && i != 300 {
+            continue;
+        }
+        let topic = if env.route == Route::Observations { &observations } else { &deadletter };
+        producer
+            .send(FutureRecord::to(topic).key(&env.key).payload(&env.value), Duration::from_secs(30))
+            .await
+            .unwrap();
+        written_before += 1;
+    }
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let drainer = Drainer::new(
+        drain,
+        DrainConfig {
+            properties: props(&bootstrap),
+            observations_topic: observations.clone(),
+            deadletter_topic: deadletter.clone(),
+            max_in_flight: 1000,
+        },
+        None,
+    );
+    let task = tokio::spawn(drainer.run(cancel.clone()));
+    for _ in 0..1200 {
+        if durable.pending() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(durable.pending(), 0, "the drainer emptied the spool");
+    cancel.cancel();
+    task.await.unwrap();
+
+    assert_eq!(metrics.already_in_kafka.get(), written_before);
+    let obs = read_topic(&bootstrap, &observations);
+    let distinct: HashSet<&Vec<u8>> = obs.iter().map(|(_, v)| v).collect();
+    assert_eq!((obs.len(), distinct.len()), (300, 300), "every observation exactly once");
+    assert_eq!(read_topic(&bootstrap, &deadletter).len(), 2, "every dead letter exactly once");
+}

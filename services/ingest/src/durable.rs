@@ -9,7 +9,7 @@
 //! record. When the spool is full, `write` waits (backpressure reaches the sources, which stop
 //! reading) and the wait shows in logs and in `geostream_ingest_spool_full`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -19,8 +19,12 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use geostream_model::{Classify, ErrorClass};
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -378,6 +382,19 @@ impl Drainer {
 
     async fn session(&self, producer: &FutureProducer, shared: &Arc<Shared>, cancel: &CancellationToken) -> SessionEnd {
         let mut next = shared.lock().ack_position();
+        // Records Kafka wrote but whose acknowledgement never reached the previous producer (the
+        // broker went away mid-request, or ingest restarted) are in the spool and in Kafka. A new
+        // producer is a new idempotence session, so sending them again would duplicate them.
+        let mut already = match self.already_in_kafka(shared).await {
+            Ok(set) => set,
+            Err(e) => return SessionEnd::Failed(format!("reading back recent records: {e}")),
+        };
+        if !already.is_empty() {
+            tracing::info!(
+                records = already.len(),
+                "records recently in Kafka that may match spooled ones; matching spooled records are not sent again"
+            );
+        }
         let mut in_flight: FuturesOrdered<Delivery> = FuturesOrdered::new();
         let mut delivered_through: Option<u64> = None;
         let mut last_ack = Instant::now();
@@ -405,7 +422,12 @@ impl Drainer {
                             continue;
                         }
                     };
-                    in_flight.push_back(self.send(producer, rec.seq, env));
+                    if !already.is_empty() && already.remove(&fingerprint(&env)) {
+                        shared.metrics.already_in_kafka.inc();
+                        in_flight.push_back(Box::pin(async move { (rec.seq, Ok(())) }));
+                    } else {
+                        in_flight.push_back(self.send(producer, rec.seq, env));
+                    }
                     next = rec.seq + 1;
                 }
             }
@@ -453,6 +475,27 @@ impl Drainer {
                 self.flush_ack(shared, &mut delivered_through, &mut since_ack, &mut last_ack).await;
             }
         }
+    }
+
+    /// Fingerprints of the last records on the destination partitions, as many per partition as
+    /// the spool holds unacknowledged records (the most that can have been written without the
+    /// spool knowing). Empty when the spool is empty.
+    async fn already_in_kafka(&self, shared: &Arc<Shared>) -> Result<HashSet<[u8; 16]>, String> {
+        let pending = shared.lock().len();
+        if pending == 0 {
+            return Ok(HashSet::new());
+        }
+        let mut cfg = ClientConfig::new();
+        for (k, v) in &self.config.properties {
+            cfg.set(k, v);
+        }
+        cfg.set("group.id", format!("{}.ingest-recovery", self.config.observations_topic))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true");
+        let topics = [self.config.observations_topic.clone(), self.config.deadletter_topic.clone()];
+        tokio::task::spawn_blocking(move || read_back(&cfg, &topics, pending as i64))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     fn send(&self, producer: &FutureProducer, seq: u64, env: Envelope) -> Delivery {
@@ -513,6 +556,62 @@ impl Drainer {
         *since_ack = 0;
         *last_ack = Instant::now();
     }
+}
+
+/// Identity of a record as written: its route and value bytes (values carry the record's own id and
+/// receive time, so equal bytes mean the same record).
+fn fingerprint(env: &Envelope) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update([u8::from(env.route == Route::Observations)]);
+    h.update(&env.value);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
+}
+
+/// Reads the last `n` records of every partition of `topics` (blocking).
+fn read_back(cfg: &ClientConfig, topics: &[String], n: i64) -> Result<HashSet<[u8; 16]>, String> {
+    let consumer: BaseConsumer = cfg.create().map_err(|e| e.to_string())?;
+    let timeout = Duration::from_secs(15);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    for topic in topics {
+        let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| format!("{topic}: {e}"))?;
+        for p in md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()) {
+            let (lo, hi) = consumer.fetch_watermarks(topic, p.id(), timeout).map_err(|e| format!("{topic}: {e}"))?;
+            let start = lo.max(hi - n);
+            if start < hi {
+                tpl.add_partition_offset(topic, p.id(), Offset::Offset(start)).map_err(|e| e.to_string())?;
+                ends.insert((topic.clone(), p.id()), hi);
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    if ends.is_empty() {
+        return Ok(seen);
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(format!("{} partitions not read to their end within 60 s", ends.len()));
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(m)) => {
+                let key = (m.topic().to_owned(), m.partition());
+                let route = if m.topic() == topics[0] { Route::Observations } else { Route::DeadLetter };
+                let env = Envelope { route, key: Vec::new(), value: m.payload().unwrap_or_default().to_vec() };
+                seen.insert(fingerprint(&env));
+                if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
+                    ends.remove(&key);
+                }
+            }
+        }
+    }
+    Ok(seen)
 }
 
 enum SessionEnd {

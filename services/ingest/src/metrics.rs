@@ -66,6 +66,9 @@ pub struct IngestMetrics {
     pub produced: Family<TopicLabel, Counter>,
     /// Failed deliveries (each is retried from the spool).
     pub delivery_errors: Counter,
+    /// Spooled records found already written to Kafka when a producer session started (their
+    /// acknowledgement was lost in an outage or a crash), so not sent again.
+    pub already_in_kafka: Counter,
     /// Feeds currently running.
     pub feeds_running: Gauge,
 }
@@ -96,6 +99,11 @@ impl IngestMetrics {
             "ingest_delivery_errors",
             "Kafka deliveries that failed and were retried",
             self.delivery_errors.clone(),
+        );
+        r.register(
+            "ingest_already_in_kafka",
+            "Spooled records found already in Kafka at a producer restart, not sent again",
+            self.already_in_kafka.clone(),
         );
         r.register("ingest_feeds_running", "Feeds currently running", self.feeds_running.clone());
     }
