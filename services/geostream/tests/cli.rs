@@ -62,12 +62,20 @@ fn config_print_shows_effective_values_and_masks_secrets() {
 
 #[test]
 fn stages_not_built_yet_say_so_and_fail() {
-    for (stage, issue) in [("process", "#4"), ("sink", "#5"), ("api", "#5"), ("operator", "#6")] {
+    for (stage, issue) in [("process", "#4"), ("api", "#5"), ("operator", "#6")] {
         let out = geostream(&[stage], &[("GEOSTREAM_TENANT", "acme")]);
         assert_eq!(out.status.code(), Some(69), "{stage}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(err.contains("not implemented yet") && err.contains(issue), "{stage}: {err}");
     }
+}
+
+#[test]
+fn sink_without_a_search_engine_url_names_the_key() {
+    let out = geostream(&["sink"], &[("GEOSTREAM_TENANT", "acme")]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("elasticsearch.url") && err.contains("GEOSTREAM_ELASTICSEARCH__URL"), "{err}");
 }
 
 #[test]
