@@ -400,3 +400,141 @@ async fn sink_stopped_mid_stream_and_restarted_keeps_totals_exact() {
     assert_eq!(search.count(&format!("geostream-{tenant}-latest")).await, newest(&obs).len() as u64);
     search.cleanup(&tenant).await;
 }
+
+/// A TCP forwarder in front of the engine that can be taken away and brought back, standing in for
+/// an engine outage (the engine itself is shared with the other tests and must stay up).
+struct Outage {
+    port: u16,
+    target: String,
+    running: Option<(tokio::task::JoinHandle<()>, Connections)>,
+}
+
+/// The forwarded connections, so an outage can cut them.
+type Connections = std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>;
+
+impl Outage {
+    /// Reserves a port nothing listens on: the engine starts "down".
+    fn new(engine_url: &str) -> Outage {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let target = engine_url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        Outage { port, target, running: None }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let conns: Connections = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let target = self.target.clone();
+        let c = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                c.lock().unwrap().spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        self.running = Some((accept, conns));
+    }
+
+    /// Stops listening and cuts every open connection.
+    async fn down(&mut self) {
+        if let Some((accept, conns)) = self.running.take() {
+            accept.abort();
+            let _ = accept.await;
+            conns.lock().unwrap().abort_all();
+        }
+    }
+}
+
+/// What the sink's group has committed on `topic`, summed over partitions, and the topic's end.
+fn committed_and_end(bootstrap: &str, tenant: &TenantId, kind: TopicKind) -> (i64, i64) {
+    let name = topic(tenant, kind);
+    let group = Naming::default().consumer_group(tenant, Stage::Sink);
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", &group).create().unwrap();
+    let md = consumer.fetch_metadata(Some(&name), Duration::from_secs(10)).unwrap();
+    let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        tpl.add_partition(&name, *p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let (mut at, mut end) = (0, 0);
+    for p in &parts {
+        end += consumer.fetch_watermarks(&name, *p, Duration::from_secs(10)).unwrap().1;
+        if let Some(Offset::Offset(o)) = committed.find_partition(&name, *p).map(|e| e.offset()) {
+            at += o;
+        }
+    }
+    (at, end)
+}
+
+/// The value of an unlabelled sink counter in the telemetry text.
+fn counter(telemetry: &Telemetry, name: &str) -> u64 {
+    let text = telemetry.encode().unwrap();
+    text.lines()
+        .find(|l| l.starts_with(&format!("geostream_sink_{name}_total{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_waits_out_an_engine_outage_and_loses_nothing() {
+    let Some(bootstrap) = geostream_tests::service("KAFKA_BOOTSTRAP", "sink outage") else { return };
+    let Some(url) = geostream_tests::service("OPENSEARCH_URL", "sink outage") else { return };
+    let search = Search { http: reqwest::Client::new(), url: url.clone() };
+    let tenant: TenantId = geostream_tests::unique("sink-out").parse().unwrap();
+    create_topics(&bootstrap, &tenant).await;
+    let p = producer(&bootstrap);
+    let obs = sample(500);
+    produce_observations(&p, &tenant, &obs[..300]).await;
+
+    // Down at start: no templates, not ready, nothing committed.
+    let mut engine = Outage::new(&url);
+    let telemetry = Telemetry::new("sink", tenant.as_str());
+    let stage = SinkStage::start(settings(&tenant, &bootstrap, &engine.url(), 100), &telemetry).await.unwrap();
+    for _ in 0..200 {
+        if telemetry.health().report().checks.get("templates").is_some_and(|c| c.detail.contains("no answer")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = telemetry.health().report();
+    assert!(!report.ready, "{report:?}");
+    assert!(report.checks["templates"].detail.contains("no answer"), "{report:?}");
+    assert_eq!(committed_and_end(&bootstrap, &tenant, TopicKind::Observations).0, 0);
+
+    engine.up().await;
+    caught_up(&bootstrap, &tenant, &[TopicKind::Observations]).await;
+    assert!(telemetry.health().report().ready);
+    assert_eq!(search.count(&format!("geostream-{tenant}-observations-*")).await, 300);
+
+    // Down mid-stream: bulk requests fail and are retried, the new records stay uncommitted.
+    engine.down().await;
+    let errors_before = counter(&telemetry, "request_errors");
+    produce_observations(&p, &tenant, &obs[300..]).await;
+    for _ in 0..600 {
+        if counter(&telemetry, "request_errors") > errors_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(counter(&telemetry, "request_errors") > errors_before, "no bulk request failed while the engine was away");
+    let (at, end) = committed_and_end(&bootstrap, &tenant, TopicKind::Observations);
+    assert!(at < end, "offsets were committed while the engine was away: {at} of {end}");
+
+    engine.up().await;
+    caught_up(&bootstrap, &tenant, &[TopicKind::Observations]).await;
+    assert_eq!(search.count(&format!("geostream-{tenant}-observations-*")).await, obs.len() as u64);
+    assert_eq!(search.count(&format!("geostream-{tenant}-latest")).await, newest(&obs).len() as u64);
+    stage.shutdown().await;
+    engine.down().await;
+    search.cleanup(&tenant).await;
+}
