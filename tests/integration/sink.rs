@@ -296,6 +296,26 @@ async fn exactly_once_on(engine: &str, var: &str, bootstrap: &str) {
     caught_up(bootstrap, &tenant, &all_topics).await;
     assert!(telemetry.health().report().ready, "{engine}: {:?}", telemetry.health().report());
 
+    // Every observations partition was committed to its end, so its lag settles at 0 (the gauge is
+    // set just after the commit the test saw, hence the bounded wait).
+    let lag_prefix = "geostream_sink_consumer_lag{";
+    let lag_topic = format!("topic=\"{obs_topic}\"");
+    let mut lags = Vec::new();
+    for _ in 0..100 {
+        let metrics = telemetry.encode().unwrap();
+        lags = metrics
+            .lines()
+            .filter(|l| l.starts_with(lag_prefix) && l.contains(&lag_topic))
+            .map(str::to_owned)
+            .collect();
+        if lags.len() == 3 && lags.iter().all(|l| l.ends_with(" 0")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lags.len(), 3, "{engine}: one lag series per partition: {lags:?}\n{}", telemetry.encode().unwrap());
+    assert!(lags.iter().all(|l| l.ends_with(" 0")), "{engine}: {lags:?}");
+
     let observations = format!("geostream-{tenant}-observations-*");
     let latest = format!("geostream-{tenant}-latest");
     // 400 sample observations, the older one, and the first probe; the second probe is dead-lettered.

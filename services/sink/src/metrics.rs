@@ -21,6 +21,15 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Labels by topic partition.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+}
+
 /// All sink metrics; cheap to clone (the series are shared).
 #[derive(Debug, Clone)]
 pub struct SinkMetrics {
@@ -44,6 +53,8 @@ pub struct SinkMetrics {
     pub batch_records: Gauge,
     /// 1 once the index templates are installed.
     pub templates_installed: Gauge,
+    /// Records behind the end of the partition after the last commit that covered it.
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
 }
 
 impl Default for SinkMetrics {
@@ -59,6 +70,7 @@ impl Default for SinkMetrics {
             batch_seconds: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             batch_records: Gauge::default(),
             templates_installed: Gauge::default(),
+            consumer_lag: Family::default(),
         }
     }
 }
@@ -83,6 +95,11 @@ impl SinkMetrics {
             "sink_templates_installed",
             "1 once the index templates are installed",
             self.templates_installed.clone(),
+        );
+        r.register(
+            "sink_consumer_lag",
+            "Records behind the partition's end after the last commit covering it",
+            self.consumer_lag.clone(),
         );
     }
 }

@@ -31,7 +31,7 @@ use crate::backoff::Backoff;
 use crate::bulk::{BatchState, parse_response};
 use crate::client::{ClientError, SearchClient};
 use crate::document::items;
-use crate::metrics::{KindLabel, ReasonLabel, SinkMetrics};
+use crate::metrics::{KindLabel, PartitionLabel, ReasonLabel, SinkMetrics};
 use crate::templates::{IndexSettings, templates};
 
 /// Everything `geostream sink` needs, already validated by the binary's config.
@@ -433,7 +433,10 @@ impl Worker {
             let list = tpl.clone();
             let result = tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
             match result {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(())) => {
+                    self.publish_lag(next).await;
+                    return Ok(());
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, attempt, "offset commit failed; the batch may be redelivered");
                 }
@@ -442,6 +445,28 @@ impl Worker {
             self.pause(Duration::from_millis(200 * attempt)).await?;
         }
         Ok(())
+    }
+}
+
+impl Worker {
+    /// Sets the lag gauge of each partition just committed: its end (high watermark) minus the
+    /// committed offset. Best effort: a failed watermark query leaves the previous value.
+    async fn publish_lag(&self, committed: BTreeMap<(String, i32), i64>) {
+        let consumer = Arc::clone(&self.consumer);
+        let ends = tokio::task::spawn_blocking(move || {
+            committed
+                .into_iter()
+                .filter_map(|((topic, partition), offset)| {
+                    let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok()?;
+                    Some((topic, partition, (high - offset).max(0)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (topic, partition, lag) in ends {
+            self.metrics.consumer_lag.get_or_create(&PartitionLabel { topic, partition }).set(lag);
+        }
     }
 }
 
