@@ -411,6 +411,9 @@ async fn sink_stopped_mid_stream_and_restarted_keeps_totals_exact() {
     }
     assert!(first.batches() >= 3, "the first sink never committed three batches");
     first.shutdown().await;
+    let (at, end) = committed_and_end(&bootstrap, &tenant, TopicKind::Observations);
+    assert!(at >= 150, "three batches of 50 were committed before the stop, yet only {at}");
+    eprintln!("first sink stopped with {at} of {end} records committed");
 
     let telemetry = Telemetry::new("sink", tenant.as_str());
     let second = SinkStage::start(settings(&tenant, &bootstrap, &url, 50), &telemetry).await.unwrap();

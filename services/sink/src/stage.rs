@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use geostream_model::time::OffsetDateTime;
-use geostream_model::{Classify, DeadLetter, Naming, Stage, TenantId, TopicKind};
+use geostream_model::{Classify, DeadLetter, Naming, ReasonCode, Stage, TenantId, TopicKind};
 use geostream_telemetry::{Health, Telemetry};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::bulk::{BatchState, parse_response};
 use crate::client::{ClientError, SearchClient};
-use crate::document::items;
+use crate::document::{Unwritable, items};
 use crate::metrics::{KindLabel, PartitionLabel, ReasonLabel, SinkMetrics};
 use crate::templates::{IndexSettings, templates};
 
@@ -322,7 +322,12 @@ impl Worker {
         let mut all = Vec::new();
         let mut unwritable = Vec::new();
         for (i, m) in batch.iter().enumerate() {
-            let Some(kind) = kinds.get(m.topic()) else { continue };
+            let Some(kind) = kinds.get(m.topic()) else {
+                // Cannot happen with the subscription above; if it does, the record is still accounted for.
+                let detail = format!("the sink does not read topic {}", m.topic());
+                unwritable.push((i, Unwritable { reason: ReasonCode::Unsupported, detail }));
+                continue;
+            };
             match items(&s.naming, &s.tenant, *kind, i, m.payload()) {
                 Ok(mut it) => all.append(&mut it),
                 Err(u) => unwritable.push((i, u)),
@@ -397,11 +402,9 @@ impl Worker {
             if let Some(k) = key {
                 record = record.key(k);
             }
-            let sent = tokio::select! {
-                () = self.cancel.cancelled() => return Err(Cancelled),
-                r = self.producer.send(record, Timeout::After(self.settings.request_timeout)) => r,
-            };
-            match sent {
+            // Not raced against shutdown: the send is bounded by the timeout, and a batch whose
+            // items are all settled should finish rather than be redelivered.
+            match self.producer.send(record, Timeout::After(self.settings.request_timeout)).await {
                 Ok(_) => return Ok(()),
                 Err((e, _)) => {
                     let wait = backoff.next_delay();
