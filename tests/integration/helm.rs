@@ -24,7 +24,14 @@ fn chart_lints_renders_and_validates() {
     let Some(validator) = geostream_tests::service("KUBERNETES_VALIDATE", "helm chart") else { return };
     let chart = geostream_tests::repo_root().join("charts").join("geostream");
     let chart = chart.to_str().expect("utf8 path");
-    let values = ["--set", "tenant=acme-ports", "--set", "kafka.bootstrap=kafka.acme:9092"];
+    let values = [
+        "--set",
+        "tenant=acme-ports",
+        "--set",
+        "kafka.bootstrap=kafka.acme:9092",
+        "--set",
+        "ingest.secretsSecret=acme-feed-secrets",
+    ];
 
     let mut lint = vec!["lint", "--strict", chart];
     lint.extend(values);
@@ -47,6 +54,7 @@ fn chart_lints_renders_and_validates() {
     // The rendered configuration must be the binary's config format, with the tenant's values.
     let mut kinds = Vec::new();
     let mut config_toml = None;
+    let mut ingest = None;
     for doc in serde_yaml::Deserializer::from_str(&rendered) {
         let v = serde_yaml::Value::deserialize(doc).expect("yaml");
         if v.is_null() {
@@ -56,12 +64,40 @@ fn chart_lints_renders_and_validates() {
         if v["kind"] == "ConfigMap" {
             config_toml = v["data"]["geostream.toml"].as_str().map(str::to_owned);
         }
+        if v["kind"] == "StatefulSet" {
+            ingest = Some(v);
+        }
     }
     kinds.sort();
-    assert_eq!(kinds, ["ConfigMap", "ServiceAccount"]);
+    assert_eq!(kinds, ["ConfigMap", "Service", "ServiceAccount", "StatefulSet"]);
     let config: toml::Table = config_toml.expect("geostream.toml in the ConfigMap").parse().expect("valid TOML");
     assert_eq!(config["tenant"].as_str(), Some("acme-ports"));
     assert_eq!(config["kafka"]["bootstrap"].as_str(), Some("kafka.acme:9092"));
+    assert_eq!(config["ingest"]["secrets_dir"].as_str(), Some("/var/run/secrets/geostream"));
+    assert!(config["ingest"]["spool_max_bytes"].as_integer().is_some_and(|b| b > 0));
+
+    // Ingest: one replica on its own volume, non-root with a read-only root filesystem, its spool
+    // on the volume, probes on the telemetry port, the feed secrets mounted where the config says.
+    let sts = ingest.expect("the ingest StatefulSet");
+    assert_eq!(sts["spec"]["replicas"].as_u64(), Some(1));
+    assert_eq!(sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as_str(), Some("data"));
+    let pod = &sts["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let c = &pod["containers"][0];
+    assert_eq!(c["args"][0].as_str(), Some("ingest"));
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    let mounts: Vec<&str> =
+        c["volumeMounts"].as_sequence().expect("mounts").iter().filter_map(|m| m["mountPath"].as_str()).collect();
+    assert!(mounts.contains(&"/var/lib/geostream") && mounts.contains(&"/var/run/secrets/geostream"), "{mounts:?}");
+    assert_eq!(pod["volumes"][1]["secret"]["secretName"].as_str(), Some("acme-feed-secrets"));
+
+    // Ingest can be left out of a release (e.g. a tenant fed only by another tenant's topics).
+    let mut off = vec!["template", "acme", chart, "--set", "ingest.enabled=false"];
+    off.extend(values);
+    let out = run(&helm, &off);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("kind: StatefulSet"));
 
     // The values schema refuses a tenant that is not a DNS label, and a missing tenant.
     let out = run(&helm, &["template", "x", chart, "--set", "tenant=Acme_Ports", "--set", "kafka.bootstrap=k:9092"]);

@@ -26,3 +26,9 @@ geostream.io/tenant: {{ include "geostream.tenant" . }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Labels that select one release's pods (stable across upgrades, unlike the version labels). */}}
+{{- define "geostream.selectorLabels" -}}
+app.kubernetes.io/name: geostream
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

@@ -5,6 +5,7 @@
 //! together. Must not: contain stage logic; each stage lives in its own crate and this binary only
 //! starts it. A stage that is not built yet says so and exits non-zero; nothing pretends to work.
 
+mod analyze;
 mod config;
 mod decode;
 mod feeds_cli;
@@ -60,6 +61,8 @@ enum Command {
     Crdgen,
     /// Decode a file offline: observations as GeoJSON lines on stdout, a summary on stderr.
     Decode(decode::DecodeArgs),
+    /// Run analytics over observations offline: events and aggregates as GeoJSON lines on stdout.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +80,8 @@ enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Decode(#[from] decode::DecodeError),
+    #[error(transparent)]
+    Analyze(#[from] analyze::AnalyzeError),
     #[error(transparent)]
     Feeds(#[from] feeds_cli::FeedsError),
     #[error(transparent)]
@@ -98,6 +103,8 @@ impl CliError {
             CliError::Decode(decode::DecodeError::Usage(_)) => 64, // EX_USAGE
             CliError::Decode(decode::DecodeError::Io { .. }) => 74, // EX_IOERR
             CliError::Decode(decode::DecodeError::Rejected(_)) => 1,
+            CliError::Analyze(analyze::AnalyzeError::Usage(_)) => 64,
+            CliError::Analyze(analyze::AnalyzeError::Io { .. }) => 74,
             CliError::Feeds(e) => e.exit_code(),
             CliError::Ingest(_) => 74, // EX_IOERR: the volume or a port, not the config
             // The sink's start-up errors are client construction from configuration (URL, Kafka properties).
@@ -123,6 +130,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
     // The offline decoder needs no configuration; a broken deployment config must not stop it.
     if let Command::Decode(args) = &cli.command {
         decode::run(args)?;
+        return Ok(());
+    }
+    if let Command::Analyze(args) = &cli.command {
+        analyze::run(args)?;
         return Ok(());
     }
     let cfg = Config::load(cli.config.as_deref(), Config::env_provider())?;
@@ -173,7 +184,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     print!("{out}");
                     Ok(())
                 }
-                Command::Config(_) | Command::Crdgen | Command::Decode(_) => unreachable!("handled above"),
+                Command::Config(_) | Command::Crdgen | Command::Decode(_) | Command::Analyze(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

@@ -465,3 +465,61 @@ fn the_sink_process_installs_templates_becomes_ready_and_stops_on_sigterm() {
         }
     });
 }
+
+#[test]
+fn analyze_runs_the_analytics_over_decoded_observations() {
+    let decoded = geostream(
+        &[
+            "decode",
+            "--format",
+            "ais",
+            "--received",
+            "2012-02-01T00:00:00Z",
+            &codecs_data("amsa_risky_exactearth_sat_ais_epochms_1.nmea"),
+        ],
+        &[],
+    );
+    assert!(decoded.status.success(), "{}", stderr(&decoded));
+    let dir = tempfile::tempdir().unwrap();
+    let observations = dir.path().join("obs.geojsonl");
+    std::fs::write(&observations, &decoded.stdout).unwrap();
+    let n_obs = String::from_utf8_lossy(&decoded.stdout).lines().count();
+    let spec = dir.path().join("analytics.yaml");
+    std::fs::write(
+        &spec,
+        "- id: motion\n  analytic: {kind: motion, max_speed_mps: 40}\n\
+         - id: density\n  analytic: {kind: bins, cells: {kind: h3, resolution: 5}, window_s: 300, properties: [sog_mps]}\n",
+    )
+    .unwrap();
+    let out = geostream(&["analyze", "--analytics", spec.to_str().unwrap(), observations.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut binned = 0u64;
+    let mut ids = std::collections::HashSet::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(ids.insert(v["id"].as_str().unwrap().to_owned()), "ids are unique: {line}");
+        match v["properties"]["analytic"].as_str() {
+            Some("density") => {
+                let a: geostream_model::Aggregate = serde_json::from_value(v).unwrap();
+                a.validate().unwrap();
+                binned += a.count;
+            }
+            Some("motion") => {
+                let e: geostream_model::Event = serde_json::from_value(v).unwrap();
+                e.validate().unwrap();
+                assert!(["stop", "moving", "jump"].contains(&e.kind.as_str()), "{line}");
+            }
+            other => panic!("unexpected analytic {other:?}"),
+        }
+    }
+    assert_eq!(binned, n_obs as u64, "every observation lands in exactly one tumbling window");
+    assert!(stderr(&out).contains(&format!("analyze: {n_obs} observations")), "{}", stderr(&out));
+    // The same input gives the same output, ids included.
+    let again = geostream(&["analyze", "--analytics", spec.to_str().unwrap(), observations.to_str().unwrap()], &[]);
+    assert_eq!(again.stdout, out.stdout);
+
+    std::fs::write(&spec, "- id: g\n  analytic: {kind: gaps, threshold_s: 0}\n").unwrap();
+    let bad = geostream(&["analyze", "--analytics", spec.to_str().unwrap(), observations.to_str().unwrap()], &[]);
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(stderr(&bad).contains("threshold_s"), "{}", stderr(&bad));
+}

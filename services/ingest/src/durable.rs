@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -145,6 +145,54 @@ impl Durable {
     /// Unacknowledged records in the spool.
     pub fn pending(&self) -> u64 {
         self.shared.lock().len()
+    }
+
+    /// A probe that tells when every handle on this spool (writers, the writer thread, the
+    /// drainer) is gone, i.e. the spool is closed and its lock released, so it can be reopened.
+    pub fn closed_probe(&self) -> SpoolClosed {
+        SpoolClosed(Arc::downgrade(&self.shared))
+    }
+}
+
+/// See [`Durable::closed_probe`].
+#[derive(Debug)]
+pub struct SpoolClosed(Weak<Shared>);
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl SpoolClosed {
+    /// Whether the spool is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+
+    /// Waits (polling, the writer thread exits on its own schedule) until the spool is closed or
+    /// `max` passed; returns whether it closed.
+    pub async fn wait(&self, max: Duration) -> bool {
+        let start = Instant::now();
+        while !self.is_closed() {
+            if start.elapsed() >= max {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// [`SpoolClosed::wait`] for synchronous callers.
+    pub fn wait_blocking(&self, max: Duration) -> bool {
+        let start = Instant::now();
+        while !self.is_closed() {
+            if start.elapsed() >= max {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 }
 

@@ -25,6 +25,10 @@
 //!   those 8 bytes (u32 LE). It is replaced atomically: written to `ack.tmp`, fsynced, renamed over
 //!   `ack`, then the directory is fsynced. A missing `ack` means nothing was ever acknowledged.
 //!
+//! - `lock`: empty; an open spool holds an exclusive `flock` on it, so a second writer (another
+//!   process on the same volume, or a stage that did not stop) fails to open instead of
+//!   interleaving segments.
+//!
 //! Other files in the directory are ignored; a stale `ack.tmp` is removed on open.
 //!
 //! # Durability and recovery
@@ -55,6 +59,7 @@ use geostream_model::{Classify, ErrorClass};
 pub const FRAME_HEADER: u64 = 8;
 const ACK_FILE: &str = "ack";
 const ACK_TMP: &str = "ack.tmp";
+const LOCK_FILE: &str = "lock";
 const SEG_EXT: &str = ".seg";
 
 /// Size limits of a [`Spool`].
@@ -149,12 +154,20 @@ pub enum SpoolError {
     /// An earlier append failed and could not be rolled back; reopen the spool to recover.
     #[error("spool: an earlier failed append could not be rolled back; reopen the spool in {0}")]
     Poisoned(PathBuf),
+    /// Another open spool (this process or another) holds the directory; two writers would
+    /// interleave segments.
+    #[error(
+        "spool: {0} is in use by another spool (another ingest process on the same volume, or an earlier stage in this process that has not stopped); only one writer may own a spool"
+    )]
+    Locked(PathBuf),
 }
 
 impl Classify for SpoolError {
     fn class(&self) -> ErrorClass {
         match self {
-            SpoolError::Io { .. } | SpoolError::Full { .. } | SpoolError::Poisoned(_) => ErrorClass::External,
+            SpoolError::Io { .. } | SpoolError::Full { .. } | SpoolError::Poisoned(_) | SpoolError::Locked(_) => {
+                ErrorClass::External
+            }
             SpoolError::TooLarge { .. } | SpoolError::InvalidConfig(_) => ErrorClass::User,
             SpoolError::Corrupt { .. } | SpoolError::AckBeyondEnd { .. } => ErrorClass::Internal,
         }
@@ -300,6 +313,8 @@ pub struct Spool {
     /// Open append handle on the last segment.
     writer: Option<File>,
     poisoned: bool,
+    /// Held (flock) for as long as the spool is open.
+    _lock: File,
 }
 
 impl Spool {
@@ -313,6 +328,18 @@ impl Spool {
         }
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err("creation of spool directory", &dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open of lock file", &lock_path))?;
+        match fs4::FileExt::try_lock(&lock) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => return Err(SpoolError::Locked(dir)),
+            Err(fs4::TryLockError::Error(e)) => return Err(io_err("lock of", &lock_path)(e)),
+        }
         let tmp = dir.join(ACK_TMP);
         match fs::remove_file(&tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("removal of stale", &tmp)(e)),
@@ -384,6 +411,7 @@ impl Spool {
             unacked_bytes: 0,
             writer: None,
             poisoned: false,
+            _lock: lock,
         };
         report.deleted_segments = spool.delete_acked_segments()?;
         if spool.segments.is_empty() {

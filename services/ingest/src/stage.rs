@@ -218,10 +218,24 @@ impl IngestStage {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.supervisor.await;
-        let _ = self.push_server.await;
+        // A push request can be waiting for spool space that only Kafka can free; do not let it
+        // hold the shutdown forever (its sender gets no 202 and sends again).
+        let mut push_server = self.push_server;
+        if tokio::time::timeout(Duration::from_secs(20), &mut push_server).await.is_err() {
+            tracing::warn!("push requests still waiting after 20 s; closing them unanswered");
+            push_server.abort();
+        }
         self.drain_cancel.cancel();
         let _ = self.drainer.await;
-        tracing::info!(spooled = self.durable.pending(), "ingest stopped");
+        let spooled = self.durable.pending();
+        let closed = self.durable.closed_probe();
+        drop(self.durable);
+        // The spool is locked while open; a stage started right after this one (a restart in
+        // the same process) must find it released.
+        if !closed.wait(Duration::from_secs(10)).await {
+            tracing::warn!("the spool is still held 10 s after shutdown");
+        }
+        tracing::info!(spooled, "ingest stopped");
     }
 }
 

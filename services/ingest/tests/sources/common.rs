@@ -200,9 +200,13 @@ impl Harness {
 
     /// Closes the durable writer and reads the spool back through a fresh [`Spool::open`].
     pub fn into_spooled(mut self) -> Spooled {
+        let closed = self.durable.as_ref().map(Durable::closed_probe);
         drop(self.durable.take());
         let spool_dir = self.spool_dir.clone();
         drop(self.handle);
+        if let Some(c) = closed {
+            assert!(c.wait_blocking(PATIENCE), "the spool writer never closed");
+        }
         let (spool, _) =
             Spool::open(&spool_dir, SpoolConfig { max_bytes: SPOOL_MAX_BYTES, segment_bytes: SPOOL_SEGMENT_BYTES })
                 .expect("spool reopens");

@@ -309,3 +309,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_second_writer_is_refused_until_the_first_closes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, _) = Spool::open(tmp.path(), CFG).unwrap();
+    let err = Spool::open(tmp.path(), CFG).unwrap_err();
+    assert!(matches!(err, SpoolError::Locked(_)), "{err}");
+    assert!(err.to_string().contains("only one writer"), "{err}");
+    drop(first);
+    Spool::open(tmp.path(), CFG).unwrap();
+}
