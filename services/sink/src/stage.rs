@@ -478,3 +478,16 @@ fn feed_of(raw: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(raw).ok()?;
     v.get("properties")?.get("feed")?.as_str().map(str::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_of_a_dead_letter_comes_from_the_record_when_it_has_one() {
+        assert_eq!(feed_of(br#"{"type":"Feature","properties":{"feed":"ais"}}"#).as_deref(), Some("ais"));
+        assert_eq!(feed_of(br#"{"properties":{"feed":7}}"#), None);
+        assert_eq!(feed_of(b"not json"), None);
+        assert_eq!(feed_of(br#"{"type":"Feature"}"#), None);
+    }
+}
