@@ -8,3 +8,4 @@ mod kafka;
 mod kube;
 mod mqtt;
 mod search;
+mod sink;

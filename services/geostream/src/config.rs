@@ -21,7 +21,7 @@ pub const ENV_PREFIX: &str = "GEOSTREAM_";
 /// The top-level keys; environment variables naming anything else (for example `GEOSTREAM_CACHE`,
 /// which the test scripts use) are not configuration and are left alone.
 const TOP_LEVEL_KEYS: &[&str] =
-    &["tenant", "topic_prefix", "data_dir", "kafka", "elasticsearch", "telemetry", "log", "ingest"];
+    &["tenant", "topic_prefix", "data_dir", "kafka", "elasticsearch", "telemetry", "log", "ingest", "sink"];
 
 /// The whole configuration of one geostream process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +43,40 @@ pub struct Config {
     pub log: LogConfig,
     /// The ingest stage.
     pub ingest: IngestConfig,
+    /// The sink stage.
+    pub sink: SinkConfig,
+}
+
+/// Settings of `geostream sink`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Most records in one bulk request.
+    pub batch_max_records: usize,
+    /// Most bytes (Kafka record values) in one bulk request.
+    pub batch_max_bytes: u64,
+    /// How long a batch waits for more records after its first one, in milliseconds.
+    pub linger_ms: u64,
+    /// Longest wait between retries of 429/5xx items or an unreachable engine, in milliseconds.
+    /// Items are retried until they settle; their offsets are not committed meanwhile.
+    pub max_backoff_ms: u64,
+    /// Timeout of one request to the search engine, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// `number_of_replicas` in the index templates; unset = the engine's default.
+    pub index_replicas: Option<u32>,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_records: 5000,
+            batch_max_bytes: 8 * 1024 * 1024,
+            linger_ms: 200,
+            max_backoff_ms: 30_000,
+            request_timeout_ms: 60_000,
+            index_replicas: None,
+        }
+    }
 }
 
 /// Settings of `geostream ingest`.
@@ -144,6 +178,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
+            sink: SinkConfig::default(),
         }
     }
 }
@@ -331,6 +366,25 @@ impl Config {
         positive("partitions", ig.partitions > 0, "e.g. 6; more partitions let more processors share the load");
         positive("max_in_flight", ig.max_in_flight > 0, "e.g. 50000");
         positive("replication_factor", ig.replication_factor.is_none_or(|r| r > 0), "e.g. 3, or leave it unset");
+        let sk = &self.sink;
+        for (key, ok, fix) in [
+            ("batch_max_records", sk.batch_max_records > 0, "e.g. 5000"),
+            (
+                "batch_max_bytes",
+                sk.batch_max_bytes > 0,
+                "e.g. 8388608 (8 MiB); keep it below the engine's http.max_content_length",
+            ),
+            ("max_backoff_ms", sk.max_backoff_ms > 0, "e.g. 30000"),
+            ("request_timeout_ms", sk.request_timeout_ms > 0, "e.g. 60000"),
+        ] {
+            if !ok {
+                problems.push(Problem {
+                    key: format!("sink.{key}"),
+                    problem: "must be positive".into(),
+                    fix: fix.into(),
+                });
+            }
+        }
         if ig.spool_max_bytes < ig.spool_segment_bytes.saturating_mul(2) {
             problems.push(Problem {
                 key: "ingest.spool_max_bytes".into(),
@@ -525,6 +579,25 @@ mod tests {
         assert!(problems[0].fix.contains("\"acme-ports\""), "{:?}", problems[0]);
         assert!(problems[1].problem.contains("\"broker\"") && problems[1].problem.contains("\":9092\""));
         assert!(!problems[1].problem.contains("ok:1"));
+    }
+
+    #[test]
+    fn sink_section_layers_and_validates() {
+        Jail::expect_with(|jail| {
+            jail.create_file("g.toml", "tenant = \"a\"\n[sink]\nbatch_max_records = 100\nlinger_ms = 50\n")?;
+            jail.set_env("GEOSTREAM_SINK__MAX_BACKOFF_MS", "1000");
+            let c = Config::load(Some(Path::new("g.toml")), Config::env_provider()).unwrap();
+            assert_eq!((c.sink.batch_max_records, c.sink.linger_ms, c.sink.max_backoff_ms), (100, 50, 1000));
+            assert_eq!(c.sink.batch_max_bytes, SinkConfig::default().batch_max_bytes);
+            c.validate().unwrap();
+            Ok(())
+        });
+        let mut c = Config { tenant: Some("a".into()), ..Config::default() };
+        c.sink.batch_max_records = 0;
+        c.sink.request_timeout_ms = 0;
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["sink.batch_max_records", "sink.request_timeout_ms"]);
     }
 
     #[test]

@@ -86,6 +86,10 @@ enum CliError {
     Feeds(#[from] feeds_cli::FeedsError),
     #[error(transparent)]
     Ingest(#[from] geostream_ingest::stage::StageError),
+    #[error(transparent)]
+    Sink(#[from] geostream_sink::stage::StageError),
+    #[error("`geostream {stage}` needs `{key}`: {fix}")]
+    Missing { stage: &'static str, key: &'static str, fix: &'static str },
     #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
     NotImplemented { what: &'static str, issue: u32, title: &'static str },
     #[error("{0}")]
@@ -103,6 +107,8 @@ impl CliError {
             CliError::Analyze(analyze::AnalyzeError::Io { .. }) => 74,
             CliError::Feeds(e) => e.exit_code(),
             CliError::Ingest(_) => 74, // EX_IOERR: the volume or a port, not the config
+            // The sink's start-up errors are client construction from configuration (URL, Kafka properties).
+            CliError::Sink(_) | CliError::Missing { .. } => 78,
             CliError::NotImplemented { .. } => 69, // EX_UNAVAILABLE
             CliError::Other(_) => 1,
         }
@@ -159,7 +165,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             match command {
                 Command::Ingest => run_ingest(&valid),
                 Command::Process => Err(not_implemented("process", 4, "Stream analytics")),
-                Command::Sink => Err(not_implemented("sink", 5, "Elasticsearch and OpenSearch sink")),
+                Command::Sink => run_sink(&valid),
                 Command::Api => Err(not_implemented("api", 5, "the query API and the map dashboard")),
                 Command::Operator => Err(not_implemented("operator", 6, "the geostream operator")),
                 Command::Standalone { .. } => Err(not_implemented("standalone", 7, "One command to a working system")),
@@ -217,6 +223,42 @@ fn run_ingest(valid: &config::Validated) -> Result<(), CliError> {
             })?;
         tracing::info!(%addr, "telemetry listening");
         geostream_ingest::stage::run(settings, &telemetry, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
+    let cfg = &valid.config;
+    let Some(url) = cfg.elasticsearch.url.clone() else {
+        return Err(CliError::Missing {
+            stage: "sink",
+            key: "elasticsearch.url",
+            fix: "set it in the config file or GEOSTREAM_ELASTICSEARCH__URL=http://127.0.0.1:9200",
+        });
+    };
+    let sk = &cfg.sink;
+    let settings = geostream_sink::stage::SinkSettings {
+        tenant: valid.tenant.clone(),
+        naming: valid.naming.clone(),
+        kafka: cfg.kafka_properties(),
+        url,
+        username: cfg.elasticsearch.username.clone(),
+        password: cfg.elasticsearch.password.clone(),
+        batch_max_records: sk.batch_max_records,
+        batch_max_bytes: usize::try_from(sk.batch_max_bytes).unwrap_or(usize::MAX),
+        linger: std::time::Duration::from_millis(sk.linger_ms),
+        max_backoff: std::time::Duration::from_millis(sk.max_backoff_ms),
+        request_timeout: std::time::Duration::from_millis(sk.request_timeout_ms),
+        index: geostream_sink::templates::IndexSettings { replicas: sk.index_replicas },
+    };
+    runtime()?.block_on(async {
+        let telemetry = geostream_telemetry::Telemetry::new("sink", valid.tenant.as_str());
+        let addr =
+            telemetry.clone().spawn(valid.telemetry_listen).await.map_err(|e| {
+                CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
+            })?;
+        tracing::info!(%addr, "telemetry listening");
+        geostream_sink::stage::run(settings, &telemetry, shutdown_signal()).await?;
         Ok(())
     })
 }

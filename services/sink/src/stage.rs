@@ -1,0 +1,493 @@
+//! `geostream sink`: the Kafka loop around the pure core.
+//!
+//! Start-up: identify the engine and install the templates (retrying while the engine is away),
+//! then join the consumer group. Each batch (by count, bytes or linger) becomes one bulk request;
+//! items answered 429/5xx are sent again after a jittered backoff until each is settled;
+//! records that cannot be written are produced to the dead-letter topic and awaited; only then
+//! are the batch's offsets committed. One batch in flight at a time keeps the order and the
+//! commit rule simple. A crash anywhere before the commit redelivers the batch, which the
+//! deterministic `_id`s and external versions make harmless.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use geostream_model::time::OffsetDateTime;
+use geostream_model::{Classify, DeadLetter, Naming, ReasonCode, Stage, TenantId, TopicKind};
+use geostream_telemetry::{Health, Telemetry};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::util::Timeout;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::bulk::{BatchState, parse_response};
+use crate::client::{ClientError, SearchClient};
+use crate::document::{Unwritable, items};
+use crate::metrics::{KindLabel, PartitionLabel, ReasonLabel, SinkMetrics};
+use crate::templates::{IndexSettings, templates};
+
+/// Everything `geostream sink` needs, already validated by the binary's config.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Topic and index naming.
+    pub naming: Naming,
+    /// librdkafka properties, including `bootstrap.servers`.
+    pub kafka: BTreeMap<String, String>,
+    /// Engine base URL.
+    pub url: String,
+    /// Basic-auth user.
+    pub username: Option<String>,
+    /// Basic-auth password.
+    pub password: Option<String>,
+    /// Most records per batch.
+    pub batch_max_records: usize,
+    /// Most bytes (Kafka values) per batch.
+    pub batch_max_bytes: usize,
+    /// How long a batch waits for more records after its first one.
+    pub linger: Duration,
+    /// Longest wait between retries.
+    pub max_backoff: Duration,
+    /// Timeout of one HTTP request to the engine.
+    pub request_timeout: Duration,
+    /// Index settings for the templates.
+    pub index: IndexSettings,
+}
+
+/// Why the stage could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The engine client could not be built (configuration).
+    #[error("sink: {0}")]
+    Client(#[from] ClientError),
+    /// A Kafka client could not be created (configuration).
+    #[error("sink: Kafka {what}: {source}")]
+    Kafka {
+        /// Which client or call.
+        what: &'static str,
+        /// The error.
+        source: KafkaError,
+    },
+}
+
+/// The running stage; [`SinkStage::shutdown`] stops it after the batch in hand is settled.
+pub struct SinkStage {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    batches: Arc<AtomicU64>,
+}
+
+impl SinkStage {
+    /// Creates the clients (no network yet) and starts the loop in the background.
+    pub async fn start(settings: SinkSettings, telemetry: &Telemetry) -> Result<SinkStage, StageError> {
+        let metrics = SinkMetrics::default();
+        telemetry.with_registry(|r| metrics.register(r));
+        let health = telemetry.health().clone();
+        health.set("templates", false, "not installed yet");
+        let client = SearchClient::new(
+            &settings.url,
+            settings.username.as_deref(),
+            settings.password.as_deref(),
+            settings.request_timeout,
+        )?;
+        let mut consumer_cfg = client_config(&settings.kafka);
+        consumer_cfg
+            .set("group.id", settings.naming.consumer_group(&settings.tenant, Stage::Sink))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        let consumer: StreamConsumer =
+            consumer_cfg.create().map_err(|source| StageError::Kafka { what: "consumer", source })?;
+        let mut producer_cfg = client_config(&settings.kafka);
+        producer_cfg.set("enable.idempotence", "true").set("acks", "all");
+        let producer: FutureProducer =
+            producer_cfg.create().map_err(|source| StageError::Kafka { what: "dead-letter producer", source })?;
+        let cancel = CancellationToken::new();
+        let batches = Arc::new(AtomicU64::new(0));
+        let worker = Worker {
+            deadletter_topic: settings.naming.topic(&settings.tenant, TopicKind::Deadletter),
+            settings,
+            client,
+            consumer: Arc::new(consumer),
+            producer,
+            metrics,
+            health,
+            cancel: cancel.clone(),
+            batches: Arc::clone(&batches),
+        };
+        let task = tokio::spawn(worker.run());
+        Ok(SinkStage { cancel, task, batches })
+    }
+
+    /// Batches settled and committed so far.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking records, settles and commits the batch in hand (unless the engine or Kafka
+    /// is away: then it is left uncommitted and redelivered on the next start), and leaves the group.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "sink task ended abnormally");
+        }
+        tracing::info!("sink stopped");
+    }
+}
+
+/// Runs the stage until `shutdown` resolves.
+pub async fn run(
+    settings: SinkSettings,
+    telemetry: &Telemetry,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StageError> {
+    let stage = SinkStage::start(settings, telemetry).await?;
+    shutdown.await;
+    tracing::info!("sink shutting down");
+    stage.shutdown().await;
+    Ok(())
+}
+
+fn client_config(props: &BTreeMap<String, String>) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    for (k, v) in props {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+struct Worker {
+    settings: SinkSettings,
+    client: SearchClient,
+    consumer: Arc<StreamConsumer>,
+    producer: FutureProducer,
+    deadletter_topic: String,
+    metrics: SinkMetrics,
+    health: Health,
+    cancel: CancellationToken,
+    batches: Arc<AtomicU64>,
+}
+
+/// The batch was abandoned because the stage is stopping; its offsets stay uncommitted.
+struct Cancelled;
+
+impl Worker {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_millis(100), self.settings.max_backoff)
+    }
+
+    /// Sleeps unless cancelled first.
+    async fn pause(&self, d: Duration) -> Result<(), Cancelled> {
+        tokio::select! {
+            () = self.cancel.cancelled() => Err(Cancelled),
+            () = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    async fn run(self) {
+        if self.install().await.is_err() {
+            return;
+        }
+        let s = &self.settings;
+        let topics: Vec<String> = [TopicKind::Observations, TopicKind::Events, TopicKind::Aggregates]
+            .iter()
+            .map(|k| s.naming.topic(&s.tenant, *k))
+            .collect();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = self.consumer.subscribe(&refs) {
+            tracing::error!(error = %e, "sink could not subscribe to its topics");
+            self.health.set("kafka", false, format!("subscribe failed: {e}"));
+            return;
+        }
+        self.health.set("kafka", true, format!("subscribed to {}", topics.join(", ")));
+        tracing::info!(topics = ?topics, group = %s.naming.consumer_group(&s.tenant, Stage::Sink), "sink consuming");
+        let kinds: HashMap<String, TopicKind> = [TopicKind::Observations, TopicKind::Events, TopicKind::Aggregates]
+            .into_iter()
+            .map(|k| (s.naming.topic(&s.tenant, k), k))
+            .collect();
+        while !self.cancel.is_cancelled() {
+            let batch = self.collect().await;
+            if batch.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            match self.settle(&batch, &kinds).await {
+                Ok(()) => {}
+                Err(Cancelled) => {
+                    tracing::info!(
+                        records = batch.len(),
+                        "sink stopping with a batch unsettled; it is redelivered on the next start"
+                    );
+                    break;
+                }
+            }
+            if self.commit(&batch).await.is_err() {
+                break;
+            }
+            self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics.batch_records.set(batch.len() as i64);
+            self.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.consumer.unsubscribe();
+    }
+
+    /// Detects the engine and installs the templates, retrying until it works or the stage stops.
+    async fn install(&self) -> Result<(), Cancelled> {
+        let mut backoff = self.backoff();
+        loop {
+            match self.try_install().await {
+                Ok(engine) => {
+                    self.metrics.templates_installed.set(1);
+                    self.health.set(
+                        "templates",
+                        true,
+                        format!("{} {} (geo_shape: {})", engine.product.as_str(), engine.version, engine.geo_shape),
+                    );
+                    tracing::info!(
+                        url = %self.client.url(), product = engine.product.as_str(), version = %engine.version,
+                        geo_shape = engine.geo_shape, "index templates installed"
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    self.health.set("templates", false, e.to_string());
+                    tracing::warn!(error = %e, retryable = e.retryable(), retry_in_ms = wait.as_millis() as u64,
+                        "search engine not ready for the sink yet");
+                    self.pause(wait).await?;
+                }
+            }
+        }
+    }
+
+    async fn try_install(&self) -> Result<crate::engine::Engine, ClientError> {
+        let engine = self.client.detect().await?;
+        let s = &self.settings;
+        for t in templates(&s.naming, &s.tenant, &engine, &s.index) {
+            self.client.put_template(&t).await?;
+        }
+        Ok(engine)
+    }
+
+    /// Waits for a first record, then takes more until the batch is full or the linger ends.
+    async fn collect(&self) -> Vec<OwnedMessage> {
+        let s = &self.settings;
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        while batch.len() < s.batch_max_records && bytes < s.batch_max_bytes {
+            let linger = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.cancel.cancelled() => break,
+                () = linger => break,
+                m = self.consumer.recv() => match m {
+                    Ok(m) => {
+                        let m = m.detach();
+                        bytes += m.payload().map_or(0, <[u8]>::len);
+                        batch.push(m);
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + s.linger);
+                    }
+                    Err(e) => {
+                        // Missing topics (no events yet) and broker hiccups land here; the
+                        // consumer recovers by itself, so note it and keep going.
+                        tracing::debug!(error = %e, "kafka consumer error");
+                        if batch.is_empty() && self.pause(Duration::from_millis(200)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.metrics.records.inc_by(batch.len() as u64);
+        batch
+    }
+
+    /// Writes the batch until every record is delivered or dead-lettered.
+    async fn settle(&self, batch: &[OwnedMessage], kinds: &HashMap<String, TopicKind>) -> Result<(), Cancelled> {
+        let s = &self.settings;
+        let mut all = Vec::new();
+        let mut unwritable = Vec::new();
+        for (i, m) in batch.iter().enumerate() {
+            let Some(kind) = kinds.get(m.topic()) else {
+                // Cannot happen with the subscription above; if it does, the record is still accounted for.
+                let detail = format!("the sink does not read topic {}", m.topic());
+                unwritable.push((i, Unwritable { reason: ReasonCode::Unsupported, detail }));
+                continue;
+            };
+            match items(&s.naming, &s.tenant, *kind, i, m.payload()) {
+                Ok(mut it) => all.append(&mut it),
+                Err(u) => unwritable.push((i, u)),
+            }
+        }
+        let mut state = BatchState::new(batch.len(), all, unwritable);
+        let mut backoff = self.backoff();
+        while !state.settled() {
+            let sent = state.pending();
+            let body = state.body(&sent);
+            let answers = match self.client.bulk(body).await {
+                Ok(answer) => parse_response(&answer, sent.len()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match answers {
+                Ok(answers) => {
+                    let a = state.apply(&sent, &answers);
+                    for (kind, n) in &a.written {
+                        self.metrics.written.get_or_create(&KindLabel { kind: kind.as_str().to_owned() }).inc_by(*n);
+                    }
+                    self.metrics.duplicates.inc_by(a.duplicates);
+                    self.metrics.older.inc_by(a.older);
+                    self.metrics.retries.inc_by(a.retries);
+                    if a.retries > 0 {
+                        let wait = backoff.next_delay();
+                        tracing::warn!(
+                            items = a.retries,
+                            error = a.first_retry_error.as_deref().unwrap_or_default(),
+                            retry_in_ms = wait.as_millis() as u64,
+                            "bulk items will be sent again"
+                        );
+                        self.pause(wait).await?;
+                    } else {
+                        backoff.reset();
+                    }
+                }
+                Err(e) => {
+                    self.metrics.request_errors.inc();
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, items = sent.len(), retry_in_ms = wait.as_millis() as u64,
+                        "bulk request failed; sending it again");
+                    self.pause(wait).await?;
+                }
+            }
+        }
+        for (i, u) in state.dead_letters() {
+            let Some(m) = batch.get(i) else { continue };
+            let raw = m.payload().unwrap_or_default();
+            let mut dl = DeadLetter::new(raw, Stage::Sink, u.reason, u.detail.clone(), OffsetDateTime::now_utc())
+                .with_source(format!("{}/{}/{}", m.topic(), m.partition(), m.offset()));
+            if let Some(feed) = feed_of(raw) {
+                dl = dl.with_feed(feed);
+            }
+            self.produce_dead_letter(&dl, m.key()).await?;
+            self.metrics.dead_letters.get_or_create(&ReasonLabel { reason: u.reason.as_str().to_owned() }).inc();
+        }
+        Ok(())
+    }
+
+    async fn produce_dead_letter(&self, dl: &DeadLetter, key: Option<&[u8]>) -> Result<(), Cancelled> {
+        let payload = match serde_json::to_vec(dl) {
+            Ok(p) => p,
+            Err(e) => {
+                // A DeadLetter is plain strings and bytes; this cannot happen, but must not lose the record.
+                tracing::error!(error = %e, "dead letter could not be encoded; the batch stays uncommitted");
+                return Err(Cancelled);
+            }
+        };
+        let mut backoff = self.backoff();
+        loop {
+            let mut record = FutureRecord::to(&self.deadletter_topic).payload(&payload);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            // Not raced against shutdown: the send is bounded by the timeout, and a batch whose
+            // items are all settled should finish rather than be redelivered.
+            match self.producer.send(record, Timeout::After(self.settings.request_timeout)).await {
+                Ok(_) => return Ok(()),
+                Err((e, _)) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, topic = %self.deadletter_topic, retry_in_ms = wait.as_millis() as u64,
+                        "dead letter not delivered yet");
+                    self.pause(wait).await?;
+                }
+            }
+        }
+    }
+
+    /// Commits the next offset of every partition in the batch (synchronously: the commit is what
+    /// makes the batch final). A failed commit (a rebalance took the partition) only means
+    /// redelivery, which is harmless; it is retried a few times and then logged.
+    async fn commit(&self, batch: &[OwnedMessage]) -> Result<(), Cancelled> {
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for m in batch {
+            let e = next.entry((m.topic().to_owned(), m.partition())).or_insert(0);
+            *e = (*e).max(m.offset() + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &next {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+                tracing::error!(error = %e, %topic, partition, "offset not committable");
+            }
+        }
+        for attempt in 1..=3 {
+            let consumer = Arc::clone(&self.consumer);
+            let list = tpl.clone();
+            let result = tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
+            match result {
+                Ok(Ok(())) => {
+                    self.publish_lag(next).await;
+                    return Ok(());
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, attempt, "offset commit failed; the batch may be redelivered");
+                }
+                Err(e) => tracing::warn!(error = %e, attempt, "offset commit task failed"),
+            }
+            self.pause(Duration::from_millis(200 * attempt)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Worker {
+    /// Sets the lag gauge of each partition just committed: its end (high watermark) minus the
+    /// committed offset. Best effort: a failed watermark query leaves the previous value.
+    async fn publish_lag(&self, committed: BTreeMap<(String, i32), i64>) {
+        let consumer = Arc::clone(&self.consumer);
+        let ends = tokio::task::spawn_blocking(move || {
+            committed
+                .into_iter()
+                .filter_map(|((topic, partition), offset)| {
+                    let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok()?;
+                    Some((topic, partition, (high - offset).max(0)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (topic, partition, lag) in ends {
+            self.metrics.consumer_lag.get_or_create(&PartitionLabel { topic, partition }).set(lag);
+        }
+    }
+}
+
+/// The `feed` property of a record, when it has one (for the dead letter).
+fn feed_of(raw: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(raw).ok()?;
+    v.get("properties")?.get("feed")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_of_a_dead_letter_comes_from_the_record_when_it_has_one() {
+        assert_eq!(feed_of(br#"{"type":"Feature","properties":{"feed":"ais"}}"#).as_deref(), Some("ais"));
+        assert_eq!(feed_of(br#"{"properties":{"feed":7}}"#), None);
+        assert_eq!(feed_of(b"not json"), None);
+        assert_eq!(feed_of(br#"{"type":"Feature"}"#), None);
+    }
+}
