@@ -27,12 +27,18 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.max)
     }
 
-    /// The next wait: uniform in `[cap/2, cap]`, so it never collapses to zero and still spreads.
-    pub fn next_delay(&mut self) -> Duration {
+    /// The next wait, given a uniform draw `unit` in `[0, 1)` (the caller owns randomness so this
+    /// stays deterministic under test).
+    pub fn next_delay_with(&mut self, unit: f64) -> Duration {
         let cap = self.cap();
         self.attempt = self.attempt.saturating_add(1);
         let half = cap / 2;
-        half + half.mul_f64(rand::random::<f64>())
+        half + half.mul_f64(unit.clamp(0.0, 1.0))
+    }
+
+    /// The next wait with a random draw.
+    pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_with(rand::random::<f64>())
     }
 
     /// Failures since the last [`Backoff::reset`].
@@ -53,14 +59,13 @@ mod tests {
     #[test]
     fn doubles_to_the_cap_with_jitter_inside_bounds_and_resets() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let caps: Vec<u128> = (0..6)
-            .map(|_| {
-                let cap = b.cap();
-                let d = b.next_delay();
-                assert!(d <= cap && d >= cap / 2, "{d:?} outside [{:?}, {cap:?}]", cap / 2);
-                cap.as_millis()
-            })
-            .collect();
+        let mut caps = Vec::new();
+        for unit in [0.0, 0.5, 0.999, 1.0, 7.0, -1.0] {
+            let cap = b.cap();
+            let d = b.next_delay_with(unit);
+            assert!(d <= cap && d >= cap / 2, "{d:?} outside [{:?}, {cap:?}]", cap / 2);
+            caps.push(cap.as_millis());
+        }
         assert_eq!(caps, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(b.failures(), 6);
         b.reset();

@@ -27,12 +27,12 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::bulk::{BatchState, parse_response};
 use crate::client::{ClientError, SearchClient};
 use crate::document::{Unwritable, items};
 use crate::metrics::{KindLabel, PartitionLabel, ReasonLabel, SinkMetrics};
 use crate::templates::{IndexSettings, templates};
+use geostream_model::backoff::Backoff;
 
 /// Everything `geostream sink` needs, already validated by the binary's config.
 #[derive(Debug, Clone)]
