@@ -30,11 +30,13 @@
 
 mod crs;
 mod path;
+mod project;
 mod time;
 mod units;
 
 pub use crs::{Crs, CrsError};
 pub use path::{Path, PathError, Segment};
+pub use project::Projection;
 pub use time::TimeParser;
 pub use units::Unit;
 
@@ -225,6 +227,23 @@ impl CompiledMapping {
         &self.crs
     }
 
+    /// Every value of a record this mapping reads (track, time, position, attributes), for parsing
+    /// only those ([`Projection::parse`]); `apply` gives the same result on the pruned record.
+    pub fn projection(&self) -> Projection {
+        let mut p = Projection::default();
+        let paths =
+            self.track.iter().chain(self.time.iter().map(|(t, _)| t)).chain(self.attributes.iter().map(|a| &a.path));
+        let position: Vec<&Path> = match &self.position {
+            PositionSource::None => Vec::new(),
+            PositionSource::LonLat(lon, lat) => vec![lon, lat],
+            PositionSource::Geometry(g) => vec![g],
+        };
+        for path in paths.chain(position) {
+            p.keep(path);
+        }
+        p
+    }
+
     /// Applies the mapping to one record.
     pub fn apply(&self, value: &Value, ctx: &Context) -> Result<Observation, Failure> {
         self.apply_with_geometry(value, None, ctx)
@@ -287,9 +306,9 @@ impl CompiledMapping {
         };
         let mut attributes = self.attributes(value)?;
         ctx.merge_source_attributes(&mut attributes);
-        let obs = Observation::new(ctx.feed.clone(), track, time, ctx.received, geometry, attributes);
-        obs.validate().map_err(|e| Failure::new(ReasonCode::Schema, e.to_string()))?;
-        Ok(obs)
+        // `try_new` validates the content as `validate` does, without hashing the id a second time.
+        Observation::try_new(ctx.feed.clone(), track, time, ctx.received, geometry, attributes)
+            .map_err(|e| Failure::new(ReasonCode::Schema, e.to_string()))
     }
 
     fn track(&self, value: &Value) -> Result<Option<TrackId>, Failure> {
@@ -338,6 +357,9 @@ impl CompiledMapping {
     }
 
     fn geometry(&self, g: &Value) -> Result<Geometry, Failure> {
+        if let Some(point) = plain_point(g) {
+            return self.checked_geometry(point, &self.crs);
+        }
         let parsed: Geometry = serde_json::from_value(g.clone())
             .map_err(|e| Failure::new(ReasonCode::Schema, format!("not a GeoJSON geometry: {e}")))?;
         self.checked_geometry(parsed.value, &self.crs)
@@ -355,7 +377,10 @@ impl CompiledMapping {
     }
 
     fn attributes(&self, value: &Value) -> Result<Map<String, Value>, Failure> {
-        let mut out = Map::new();
+        // Collected as a list and made a map at the end: `self.attributes` is sorted by name (it
+        // comes from a `BTreeMap`), so building the map is one pass instead of a search and shift
+        // per insert.
+        let mut out = Vec::with_capacity(self.attributes.len());
         for a in &self.attributes {
             let v = match a.path.resolve(value) {
                 None | Some(Value::Null) => continue,
@@ -385,10 +410,27 @@ impl CompiledMapping {
                 },
                 None => v.clone(),
             };
-            out.insert(a.name.clone(), v);
+            out.push((a.name.clone(), v));
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
+}
+
+/// `{"type": "Point", "coordinates": [numbers...]}` with nothing else (the common case) read
+/// directly, as the `geojson` crate reads it (integers converted with `as f64`, at least two
+/// coordinates) but without cloning the value and going through its deserializer. Anything else
+/// (other types, `bbox`, foreign members, odd coordinates) is `None` and goes the general way.
+fn plain_point(g: &Value) -> Option<GeometryValue> {
+    let obj = g.as_object().filter(|o| o.len() == 2)?;
+    if obj.get("type")?.as_str()? != "Point" {
+        return None;
+    }
+    let coords = obj.get("coordinates")?.as_array().filter(|c| c.len() >= 2)?;
+    let coordinates = match coords.as_slice() {
+        [Value::Number(x), Value::Number(y)] => Position::from([x.as_f64()?, y.as_f64()?]),
+        _ => Position::from(coords.iter().map(|c| c.as_number()?.as_f64()).collect::<Option<Vec<f64>>>()?),
+    };
+    Some(GeometryValue::Point { coordinates })
 }
 
 /// Reprojects one position in place from `crs` to WGS84 and checks it.
