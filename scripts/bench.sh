@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Codec throughput benchmarks (BRIEF section 6): runs the criterion target
-# `cargo bench -p geostream-codecs --bench codecs` on the real sample files, then prints one JSON
-# line per figure:
+# Throughput benchmarks (BRIEF section 6): runs the criterion targets
+# `cargo bench -p geostream-codecs --bench codecs` (decoders on the real sample files) and
+# `cargo bench -p geostream-analytics --bench geofence` (fence index on the real fence sets and on
+# 10,000 generated fences), then prints one JSON line per figure:
 #
 #   {"name": "ais/geostream_decode", "value": <records/s>, "unit": "records/s",
 #    "reference": "ais/nmea_parser_reference", "reference_value": <records/s>, "ratio": value/reference,
 #    "target_ratio": 2.0, "target_value": 2000000, "per_core": true}
 #
-# Values are records per second on one core (criterion's mean time per iteration, records from
-# its Throughput::Elements). Missed targets are reported, not failed on (an extra "meets_target"
-# field says whether each given target is met); a benchmark that fails to build or run fails the
-# script.
+# Values are records (for the geofence figures: point evaluations, or fences built) per second on
+# one core (criterion's mean time per iteration, counts from its Throughput::Elements). Missed
+# targets are reported, not failed on (an extra "meets_target" field says whether each given target
+# is met); a benchmark that fails to build or run fails the script.
 #
 # Usage: scripts/bench.sh [criterion filter...]
 # Env:   BENCH_ARGS   criterion options (default: --warm-up-time 1 --measurement-time 3)
@@ -28,6 +29,8 @@ rm -rf "$criterion_dir"
 
 # shellcheck disable=SC2086
 cargo bench -p geostream-codecs --bench codecs -- $BENCH_ARGS "$@" >&2
+# shellcheck disable=SC2086
+cargo bench -p geostream-analytics --bench geofence -- $BENCH_ARGS "$@" >&2
 
 python3 - "$criterion_dir" <<'EOF'
 import json, os, sys
@@ -48,7 +51,27 @@ FIGURES = {
     "gtfs_rt/geostream_decode": (None, None, None),
     "esri_json/geostream_decode": (None, None, None),
     "cot/geostream_decode": (None, None, None),
+    # One evaluation = one point against the whole fence set. The reference is an rstar R-tree of
+    # fence boxes plus geo's Contains (haversine for circles) on each candidate, same points.
+    "geofence_real/index_near": ("geofence_real/rtree_contains_near", 10.0, 5_000_000),
+    "geofence_real/index_world": ("geofence_real/rtree_contains_world", 10.0, 5_000_000),
+    "geofence_real/index_ais": ("geofence_real/rtree_contains_ais", 10.0, 5_000_000),
+    "geofence_real/rtree_contains_near": (None, None, None),
+    "geofence_real/rtree_contains_world": (None, None, None),
+    "geofence_real/rtree_contains_ais": (None, None, None),
+    # geo's own edge index (IntervalTreeMultiPolygon) in place of Contains, against the baseline.
+    "geofence_real/rtree_intervaltree_near": ("geofence_real/rtree_contains_near", None, None),
+    "geofence_10k/index_near": ("geofence_10k/rtree_contains_near", None, 5_000_000),
+    "geofence_10k/index_world": ("geofence_10k/rtree_contains_world", None, 5_000_000),
+    "geofence_10k/index_ais": ("geofence_10k/rtree_contains_ais", None, 5_000_000),
+    "geofence_10k/rtree_contains_near": (None, None, None),
+    "geofence_10k/rtree_contains_world": (None, None, None),
+    "geofence_10k/rtree_contains_ais": (None, None, None),
+    "geofence_build/real": (None, None, None),
 }
+
+# Unit per figure family (records/s unless listed).
+UNITS = {"geofence_real": "points/s", "geofence_10k": "points/s", "geofence_build": "fences/s"}
 
 
 def rate(name):
@@ -83,7 +106,7 @@ for name, (ref, target_ratio, target_value) in FIGURES.items():
     line = {
         "name": name,
         "value": rounded(value),
-        "unit": "records/s",
+        "unit": UNITS.get(name.split("/")[0], "records/s"),
         "reference": ref,
         "reference_value": rounded(ref_value),
         "ratio": rounded(ratio, 3),

@@ -2,9 +2,21 @@
 //! track-motion state machines, gap detection, spatial bins, and DataFusion SQL over closed windows.
 //! State is plain data that can be checkpointed and restored byte for byte.
 //!
-//! Must not: do I/O, spawn tasks or read the wall clock; time only advances through the watermark the
-//! caller feeds in, so results depend on the input alone and tests can replay any order.
+//! Must not: do I/O, spawn tasks or read the wall clock; time only advances through the event
+//! times and watermarks the caller feeds in, so results depend on the input alone and tests can
+//! replay any order. No async, no Kafka: the processor stage wraps this crate in its transactions.
+//! Must never panic on any input.
 //!
+//! # What is here
+//!
+//! - [`fence_index`]: [`FenceIndex`], which fences contain a point. Built from `FenceSpec`s
+//!   (Polygon, MultiPolygon with holes, circles in metres), refusing invalid fences with a
+//!   [`FenceError`] naming the fence and the problem. Exact: geo's `Contains` semantics (open
+//!   sets: a point on an edge is outside), decided with exact orientation predicates; circles by
+//!   geo's haversine distance. The module documentation gives the boundary and antimeridian rules.
+//! - [`geofence`]: [`Geofencer`], the per track and fence state machine emitting `enter`, `exit`,
+//!   `cross`, `dwell`, `inside` and `outside` events with deterministic ids, with atomic
+//!   replacement of the fence set and serde state ([`GeofenceState`]) for checkpoints.
 //! - [`watermark`]: per-partition event-time watermarks with allowed lateness and idle partitions.
 //! - [`motion`]: per-track speed, heading, distance, acceleration; stop/moving; implausible jumps
 //!   (distances and bearings from `geo`'s haversine measure).
@@ -17,12 +29,46 @@
 //! - [`gaps`]: `gap` when a track is silent past a threshold of event time, `resumed` when it
 //!   reports again.
 //!
-//! Status: geofences and SQL, and the Kafka runtime in `services/processor`, arrive with the
-//! rest of the stream-analytics issue.
+//! SQL over closed windows, geofences in the analytic specs and the engine, and the Kafka runtime in
+//! `services/processor` arrive with the rest of the stream-analytics issue.
+//!
+//! # Crates and own code
+//!
+//! Solved problems come from crates: `geo` for the geometry types, the haversine distance, its
+//! `Contains` (the reference the index is tested against), the closest point on an arc and the
+//! sweep-line search for crossing edges at build time; `robust` for the exact orientation
+//! predicates (the ones geo uses); `rstar` for the R-tree of fence bounding boxes that segment
+//! queries start from; `serde` for the state.
+//!
+//! Written here is the product's own acceleration structure, the cell tree in `fence_index`. The
+//! obvious crate design, an R-tree of fence bounding boxes followed by geo's `Contains` on every
+//! candidate, walks every vertex of every candidate polygon (all 11,000 of a port limit's coastline
+//! for any point in its bounding box): about 0.5 to 3 million points per second on the real fence
+//! sets here, depending on how close the points are to fences, against the 5 million per core and
+//! 10 times that baseline the brief asks for. geo 0.33's `IntervalTreeMultiPolygon` indexes edges,
+//! but per polygon (the candidate search stays), gains only 2.3x on the same points, and sums the
+//! winding numbers of all rings, which reports points in a hole wound like its exterior as inside.
+//! Also considered, not adopted: `s2rst`, a port of S2 whose shape index is the multi-shape cell
+//! index this needs, but whose edges are geodesics on the sphere rather than the straight lon/lat
+//! lines of GeoJSON and geo, so its answers near long edges differ from the reference semantics
+//! (and it would add a large young dependency); `geometry-rs`, tg's y-stripes, which like geo's
+//! interval tree indexes one polygon at a time. The tree subdivides the lon/lat rectangle until
+//! each cell holds only a few edges and is small next to the shapes crossing it; a cell entirely
+//! inside a fence answers without any polygon test, and a cell on a boundary keeps just the edges
+//! crossing it plus a reference point with known winding numbers, so a point test looks at a
+//! handful of edges with exact predicates (the `fence_index` module documentation says why the
+//! answer equals geo's). Measured: 9.6 to 58 million points per second on the real sets, 18 to 22
+//! times the baseline in the same run; on 10,000 small generated fences 4.8 million for points near
+//! them (2.5 times), where cache misses in the tree dominate (`docs/architecture.md`, Benchmarks).
 
 pub mod bins;
 pub mod engine;
+pub mod fence_index;
 pub mod gaps;
+pub mod geofence;
 pub mod motion;
 pub mod spec;
 pub mod watermark;
+
+pub use fence_index::{BuildError, FenceError, FenceIndex, FenceInfo};
+pub use geofence::{ConfigError, GeofenceConfig, GeofenceState, Geofencer, Observed, Skip};

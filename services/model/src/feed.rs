@@ -639,10 +639,10 @@ impl FeedSpec {
                         return Err(c.err("source.pattern", format!("is {p:?}; a file name pattern has no '/'")));
                     }
                 }
-                if let Replay::Speed(f) = replay {
-                    if !(f.is_finite() && *f > 0.0) {
-                        return Err(c.err("source.replay", format!("is {f}; a speed factor must be a positive number")));
-                    }
+                if let Replay::Speed(f) = replay
+                    && !(f.is_finite() && *f > 0.0)
+                {
+                    return Err(c.err("source.replay", format!("is {f}; a speed factor must be a positive number")));
                 }
             }
             Source::Kafka { bootstrap, topic, group, .. } => {

@@ -134,10 +134,10 @@ pub fn version_of(time: geostream_model::time::OffsetDateTime) -> u64 {
 /// The indexed document: the Feature as on the wire plus `location`.
 pub fn document(record: &impl serde::Serialize) -> Result<Vec<u8>, serde_json::Error> {
     let mut v = serde_json::to_value(record)?;
-    if let Some(obj) = v.as_object_mut() {
-        if let Some([lon, lat]) = obj.get("geometry").and_then(representative_point) {
-            obj.insert("location".into(), json!({"lon": lon, "lat": lat}));
-        }
+    if let Some(obj) = v.as_object_mut()
+        && let Some([lon, lat]) = obj.get("geometry").and_then(representative_point)
+    {
+        obj.insert("location".into(), json!({"lon": lon, "lat": lat}));
     }
     serde_json::to_vec(&v)
 }

@@ -368,10 +368,11 @@ impl CompiledMapping {
     /// Every position reprojected from `crs` and checked; a point at exactly (0, 0) is refused.
     fn checked_geometry(&self, mut value: GeometryValue, crs: &Crs) -> Result<Geometry, Failure> {
         positions(crs, &mut value)?;
-        if let GeometryValue::Point { coordinates } = &value {
-            if coordinates[0] == 0.0 && coordinates[1] == 0.0 {
-                return Err(Failure::new(ReasonCode::NullIsland, "position is exactly (0, 0): no fix"));
-            }
+        if let GeometryValue::Point { coordinates } = &value
+            && coordinates[0] == 0.0
+            && coordinates[1] == 0.0
+        {
+            return Err(Failure::new(ReasonCode::NullIsland, "position is exactly (0, 0): no fix"));
         }
         Ok(Geometry::new(value))
     }

@@ -60,11 +60,11 @@ impl TimeParser {
             Kind::Epoch(exp) => {
                 // Integers (the usual case) scale exactly as `epoch_nanos` would scale their decimal
                 // text, without formatting and re-parsing it.
-                if let Value::Number(n) = v {
-                    if let Some(i) = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)) {
-                        return OffsetDateTime::from_unix_timestamp_nanos(i * 10_i128.pow(9 - exp))
-                            .map_err(|_| format!("epoch value {n} is outside the representable time range"));
-                    }
+                if let Value::Number(n) = v
+                    && let Some(i) = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))
+                {
+                    return OffsetDateTime::from_unix_timestamp_nanos(i * 10_i128.pow(9 - exp))
+                        .map_err(|_| format!("epoch value {n} is outside the representable time range"));
                 }
                 let text = match v {
                     Value::Number(n) => n.to_string(),

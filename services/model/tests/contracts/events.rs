@@ -243,12 +243,11 @@ fn event_strategy() -> impl Strategy<Value = Event> {
             if let Some((id, v)) = fence {
                 b = b.fence(FenceId::new(id).unwrap(), v);
             }
-            if let Some((start, secs)) = w {
-                if let Some(end) = start.checked_add(time::Duration::seconds(secs as i64)) {
-                    if let Ok(w) = Window::new(start, end) {
-                        b = b.window(w);
-                    }
-                }
+            if let Some((start, secs)) = w
+                && let Some(end) = start.checked_add(time::Duration::seconds(secs as i64))
+                && let Ok(w) = Window::new(start, end)
+            {
+                b = b.window(w);
             }
             b.build()
         })
