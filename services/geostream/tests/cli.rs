@@ -258,15 +258,19 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// POSTs until the answer is not `skip` (the ingest process picks registry changes up a moment
-/// after they are written); bounded by attempts.
-fn post_until(url: &str, token: &str, body: &str, skip: &[u16]) -> (u16, String) {
+/// Sends the request `make` builds until the status is not in `skip` (0 = no connection); processes
+/// pick registry changes up a moment after they are written. Bounded by attempts, not by time.
+fn request_until(
+    make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    skip: &[u16],
+    attempts: usize,
+) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
         let mut last = (0, String::new());
-        for _ in 0..300 {
-            match http.post(url).bearer_auth(token).body(body.to_owned()).send().await {
+        for _ in 0..attempts {
+            match make(&http).send().await {
                 Ok(r) => {
                     last = (r.status().as_u16(), r.text().await.unwrap_or_default());
                     if !skip.contains(&last.0) {
@@ -279,6 +283,10 @@ fn post_until(url: &str, token: &str, body: &str, skip: &[u16]) -> (u16, String)
         }
         last
     })
+}
+
+fn post_until(url: &str, token: &str, body: &str, skip: &[u16]) -> (u16, String) {
+    request_until(|h| h.post(url).bearer_auth(token).body(body.to_owned()), skip, 300)
 }
 
 #[test]
@@ -381,26 +389,8 @@ fn feeds_cli_and_the_ingest_process_work_together_on_kafka() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ingest stopped"));
 }
 
-/// GETs until the answer is not `skip`; bounded by attempts.
 fn get_until(url: &str, skip: &[u16]) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let http = reqwest::Client::new();
-        let mut last = (0, String::new());
-        for _ in 0..600 {
-            match http.get(url).send().await {
-                Ok(r) => {
-                    last = (r.status().as_u16(), r.text().await.unwrap_or_default());
-                    if !skip.contains(&last.0) {
-                        return last;
-                    }
-                }
-                Err(e) => last = (0, e.to_string()),
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        last
-    })
+    request_until(|h| h.get(url), skip, 600)
 }
 
 #[test]
