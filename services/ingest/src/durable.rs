@@ -28,6 +28,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::metrics::{IngestMetrics, TopicLabel};
 use crate::pipeline::{Envelope, Route};
 use crate::spool::{Spool, SpoolConfig, SpoolError};
@@ -313,6 +315,9 @@ pub struct Drainer {
     source: DrainSource,
     config: DrainConfig,
     health: Option<geostream_telemetry::Health>,
+    /// Topic and `produced` counter of each route, resolved once rather than per record.
+    observations: (Arc<str>, Counter),
+    deadletter: (Arc<str>, Counter),
 }
 
 type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Result<(), KafkaError>)> + Send>>;
@@ -320,7 +325,13 @@ type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, Result<
 impl Drainer {
     /// A drainer over `source`; `health` gets a `kafka` readiness check if given.
     pub fn new(source: DrainSource, config: DrainConfig, health: Option<geostream_telemetry::Health>) -> Self {
-        Self { source, config, health }
+        let route = |topic: &str| {
+            let counter = source.shared.metrics.produced.get_or_create(&TopicLabel { topic: topic.to_owned() }).clone();
+            (Arc::<str>::from(topic), counter)
+        };
+        let observations = route(&config.observations_topic);
+        let deadletter = route(&config.deadletter_topic);
+        Self { source, config, health, observations, deadletter }
     }
 
     fn producer(&self) -> Result<FutureProducer, KafkaError> {
@@ -499,12 +510,11 @@ impl Drainer {
     }
 
     fn send(&self, producer: &FutureProducer, seq: u64, env: Envelope) -> Delivery {
-        let topic = match env.route {
-            Route::Observations => self.config.observations_topic.clone(),
-            Route::DeadLetter => self.config.deadletter_topic.clone(),
+        let (topic, produced) = match env.route {
+            Route::Observations => self.observations.clone(),
+            Route::DeadLetter => self.deadletter.clone(),
         };
         let producer = producer.clone();
-        let metrics = self.source.shared.metrics.clone();
         Box::pin(async move {
             loop {
                 let record = FutureRecord::to(&topic).key(&env.key).payload(&env.value);
@@ -512,7 +522,7 @@ impl Drainer {
                     Ok(delivery) => {
                         return match delivery.await {
                             Ok(Ok(_)) => {
-                                metrics.produced.get_or_create(&TopicLabel { topic: topic.clone() }).inc();
+                                produced.inc();
                                 (seq, Ok(()))
                             }
                             Ok(Err((e, _))) => (seq, Err(e)),
