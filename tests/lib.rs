@@ -31,9 +31,17 @@ pub fn service(var: &str, test: &str) -> Option<String> {
     }
 }
 
+/// The directory of the package whose tests are running, read when they run: CI builds in a cached
+/// target directory from a fresh clone each time, so a path compiled in (`env!`) can name an
+/// earlier clone when cargo reuses an unchanged crate's artifacts.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// The repository root (tests read `charts/`, `tests/data/` from it).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    let package = package_dir();
+    package.ancestors().find(|d| d.join("scripts/testenv.sh").is_file()).map(PathBuf::from).unwrap_or(package)
 }
 
 /// Where tests write reports other tools or people read afterwards (e.g. the geo feature matrix).

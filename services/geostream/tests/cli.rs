@@ -86,7 +86,7 @@ fn a_stage_with_bad_config_reports_config_first() {
 }
 
 fn codecs_data(name: &str) -> String {
-    format!("{}/../codecs/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+    geostream_tests::package_dir().join("../codecs/tests/data").join(name).to_string_lossy().into_owned()
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn decode_uses_a_feed_files_format_and_mapping() {
 /// the entry promises (so a codec change that alters a real feed's output shows up here).
 #[test]
 fn every_catalog_entry_validates_and_its_sample_decodes_as_promised() {
-    let catalog = format!("{}/../../feeds", env!("CARGO_MANIFEST_DIR"));
+    let catalog = geostream_tests::package_dir().join("../../feeds").to_string_lossy().into_owned();
     let mut entries: Vec<_> = std::fs::read_dir(&catalog)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -220,22 +220,9 @@ fn every_catalog_entry_validates_and_its_sample_decodes_as_promised() {
     assert!(with_samples >= 9, "only {with_samples} catalog entries have samples");
 }
 
-/// Kafka from `scripts/testenv.sh`; a missing broker fails the test (CI) unless a developer opted out.
+/// Kafka from `scripts/testenv.sh`, by the workspace's missing-service rule.
 fn kafka(test: &str) -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            if !ci && std::env::var("GEOSTREAM_ALLOW_MISSING_SERVICES").is_ok_and(|v| v == "1") {
-                eprintln!("NOT RUN: {test}: KAFKA_BOOTSTRAP is not set");
-                None
-            } else {
-                panic!(
-                    "{test}: KAFKA_BOOTSTRAP is not set; run `./scripts/testenv.sh up kafka && eval \"$(./scripts/testenv.sh env)\"`"
-                )
-            }
-        }
-    }
+    geostream_tests::service("KAFKA_BOOTSTRAP", test)
 }
 
 /// A failed assertion must not leave the ingest process running.
@@ -298,6 +285,7 @@ fn feeds_cli_and_the_ingest_process_work_together_on_kafka() {
     let (push_port, metrics_port) = (free_port(), free_port());
     let push_listen = format!("127.0.0.1:{push_port}");
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let catalog = geostream_tests::package_dir().join("../../feeds").to_string_lossy().into_owned();
     let env: Vec<(&str, &str)> = vec![
         ("GEOSTREAM_TENANT", &tenant),
         ("GEOSTREAM_KAFKA__BOOTSTRAP", &bootstrap),
@@ -305,7 +293,7 @@ fn feeds_cli_and_the_ingest_process_work_together_on_kafka() {
         ("GEOSTREAM_INGEST__LISTEN", &push_listen),
         ("GEOSTREAM_TELEMETRY__LISTEN", &metrics_listen),
         ("GEOSTREAM_SECRET_GPS_TOKEN", "tok-123"),
-        ("GEOSTREAM_CATALOG", concat!(env!("CARGO_MANIFEST_DIR"), "/../../feeds")),
+        ("GEOSTREAM_CATALOG", &catalog),
     ];
 
     // Validation errors name the field and the fix, before anything is written.
@@ -396,19 +384,7 @@ fn get_until(url: &str, skip: &[u16]) -> (u16, String) {
 #[test]
 fn the_sink_process_installs_templates_becomes_ready_and_stops_on_sigterm() {
     let Some(bootstrap) = kafka("sink process") else { return };
-    let es = match std::env::var("ELASTICSEARCH_URL") {
-        Ok(v) if !v.is_empty() => v,
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            if !ci && std::env::var("GEOSTREAM_ALLOW_MISSING_SERVICES").is_ok_and(|v| v == "1") {
-                eprintln!("NOT RUN: sink process: ELASTICSEARCH_URL is not set");
-                return;
-            }
-            panic!(
-                "sink process: ELASTICSEARCH_URL is not set; run `./scripts/testenv.sh up && eval \"$(./scripts/testenv.sh env)\"`"
-            )
-        }
-    };
+    let Some(es) = geostream_tests::service("ELASTICSEARCH_URL", "sink process") else { return };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tenant = format!("clisink{:x}", nanos & 0xffff_ffff);
     let metrics_listen = format!("127.0.0.1:{}", free_port());

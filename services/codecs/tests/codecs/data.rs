@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use geostream_codecs::ais::{AisError, Decoded, Decoder, DecoderOptions, Output};
 
 pub fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    // Read at run time: a path compiled in can name an earlier checkout when cargo reuses this
+    // test binary from a shared target directory.
+    let package = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    package.join("tests/data").join(name)
 }
 
 pub fn read(name: &str) -> Vec<u8> {

@@ -3,7 +3,7 @@
 //! back and decoded once the source has stopped.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -25,39 +25,13 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 const SPOOL_MAX_BYTES: u64 = 512 * 1024 * 1024;
 const SPOOL_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
-/// The address of a service from the environment, or `None` when the developer explicitly allowed
-/// missing services (outside CI); fails the test with instructions otherwise. The same rule as
-/// `geostream_tests::service` in the workspace's integration tests.
-pub fn service(var: &str, test: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            let allowed = std::env::var("GEOSTREAM_ALLOW_MISSING_SERVICES").is_ok_and(|v| v == "1");
-            if allowed && !in_ci {
-                eprintln!("NOT RUN: {test}: {var} is not set (GEOSTREAM_ALLOW_MISSING_SERVICES=1)");
-                None
-            } else {
-                panic!(
-                    "{test}: {var} is not set, so its service is not available. Start it with \
-                     `./scripts/testenv.sh up kafka mosquitto && eval \"$(./scripts/testenv.sh env)\"`, \
-                     or run `./scripts/test.sh`."
-                )
-            }
-        }
-    }
-}
-
-/// A name unique to this test run, so reruns against long-lived services never collide.
-pub fn unique(prefix: &str) -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xff_ffff)
-}
+// The workspace's one rule for test services: a missing one fails (always under CI); only
+// `GEOSTREAM_ALLOW_MISSING_SERVICES=1` outside CI turns it into NOT RUN.
+pub use geostream_tests::{service, unique};
 
 /// A file of the codecs' real samples.
 pub fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../codecs/tests/data").join(name)
+    geostream_tests::package_dir().join("../codecs/tests/data").join(name)
 }
 
 /// Logs of the code under test, shown for failing tests (`RUST_LOG` to change the level).
