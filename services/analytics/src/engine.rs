@@ -29,6 +29,16 @@ pub enum Output {
     Aggregate(Box<Aggregate>),
 }
 
+/// Runs an analytic's SQL over the observations of one closed window. The `geostream-sql` crate
+/// implements it with DataFusion; the trait keeps this crate free of DataFusion, so the analytics
+/// core builds and tests quickly and stays pure.
+pub trait WindowSql: Send {
+    /// The window's results, each an [`Aggregate`] of kind `sql` with a deterministic id. An error
+    /// is a message naming what failed (the query, a column, a value); the window is then skipped
+    /// and reported, never retried.
+    fn run(&mut self, window: &Window, observations: &[Observation]) -> Result<Vec<Aggregate>, String>;
+}
+
 /// Observations an analytic could not use, by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Skipped {
