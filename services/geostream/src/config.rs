@@ -21,7 +21,7 @@ pub const ENV_PREFIX: &str = "GEOSTREAM_";
 /// The top-level keys; environment variables naming anything else (for example `GEOSTREAM_CACHE`,
 /// which the test scripts use) are not configuration and are left alone.
 const TOP_LEVEL_KEYS: &[&str] =
-    &["tenant", "topic_prefix", "data_dir", "kafka", "elasticsearch", "telemetry", "log", "ingest", "sink"];
+    &["tenant", "topic_prefix", "data_dir", "kafka", "elasticsearch", "telemetry", "log", "ingest", "process", "sink"];
 
 /// The whole configuration of one geostream process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,8 +43,47 @@ pub struct Config {
     pub log: LogConfig,
     /// The ingest stage.
     pub ingest: IngestConfig,
+    /// The process stage.
+    pub process: ProcessConfig,
     /// The sink stage.
     pub sink: SinkConfig,
+}
+
+/// Settings of `geostream process`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessConfig {
+    /// How far behind a partition's newest event time a record may arrive and still count, in
+    /// seconds; later records go to the dead-letter topic as `late`. Results trail the newest data
+    /// by this much.
+    pub lateness_s: u64,
+    /// Longest a batch collects records before its transaction commits, in milliseconds.
+    pub commit_interval_ms: u64,
+    /// Most input records in one transaction.
+    pub max_batch_records: usize,
+    /// This instance's stable name (part of its transactional id); unset = the host name, which
+    /// is the pod name in the chart's StatefulSet.
+    pub instance: Option<String>,
+    /// Partitions of topics the processor creates when missing.
+    pub partitions: i32,
+    /// Replication factor of topics the processor creates; unset = the broker's default.
+    pub replication_factor: Option<i32>,
+    /// Kafka's limit on an open transaction, in milliseconds.
+    pub transaction_timeout_ms: u64,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self {
+            lateness_s: 60,
+            commit_interval_ms: 1000,
+            max_batch_records: 5000,
+            instance: None,
+            partitions: 6,
+            replication_factor: None,
+            transaction_timeout_ms: 60_000,
+        }
+    }
 }
 
 /// Settings of `geostream sink`.
@@ -178,6 +217,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
+            process: ProcessConfig::default(),
             sink: SinkConfig::default(),
         }
     }
@@ -366,6 +406,26 @@ impl Config {
         positive("partitions", ig.partitions > 0, "e.g. 6; more partitions let more processors share the load");
         positive("max_in_flight", ig.max_in_flight > 0, "e.g. 50000");
         positive("replication_factor", ig.replication_factor.is_none_or(|r| r > 0), "e.g. 3, or leave it unset");
+        let pr = &self.process;
+        for (key, ok, fix) in [
+            ("commit_interval_ms", pr.commit_interval_ms > 0, "e.g. 1000"),
+            ("max_batch_records", pr.max_batch_records > 0, "e.g. 5000"),
+            ("partitions", pr.partitions > 0, "e.g. 6"),
+            ("replication_factor", pr.replication_factor.is_none_or(|r| r > 0), "e.g. 3, or leave it unset"),
+            (
+                "transaction_timeout_ms",
+                pr.transaction_timeout_ms >= 2 * pr.commit_interval_ms.max(1000),
+                "e.g. 60000; at least twice commit_interval_ms",
+            ),
+        ] {
+            if !ok {
+                problems.push(Problem {
+                    key: format!("process.{key}"),
+                    problem: "is out of range".into(),
+                    fix: fix.into(),
+                });
+            }
+        }
         let sk = &self.sink;
         for (key, ok, fix) in [
             ("batch_max_records", sk.batch_max_records > 0, "e.g. 5000"),

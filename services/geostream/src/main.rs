@@ -88,6 +88,8 @@ enum CliError {
     Ingest(#[from] geostream_ingest::stage::StageError),
     #[error(transparent)]
     Sink(#[from] geostream_sink::stage::StageError),
+    #[error(transparent)]
+    Process(#[from] geostream_processor::stage::StageError),
     #[error("`geostream {stage}` needs `{key}`: {fix}")]
     Missing { stage: &'static str, key: &'static str, fix: &'static str },
     #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
@@ -109,6 +111,8 @@ impl CliError {
             CliError::Ingest(_) => 74, // EX_IOERR: the volume or a port, not the config
             // The sink's start-up errors are client construction from configuration (URL, Kafka properties).
             CliError::Sink(_) | CliError::Missing { .. } => 78,
+            // The processor's start-up errors are its volume (checkpoint directory) or its thread.
+            CliError::Process(_) => 74,
             CliError::NotImplemented { .. } => 69, // EX_UNAVAILABLE
             CliError::Other(_) => 1,
         }
@@ -164,7 +168,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             init_logging(&valid.config);
             match command {
                 Command::Ingest => run_ingest(&valid),
-                Command::Process => Err(not_implemented("process", 4, "Stream analytics")),
+                Command::Process => run_process(&valid),
                 Command::Sink => run_sink(&valid),
                 Command::Api => Err(not_implemented("api", 5, "the query API and the map dashboard")),
                 Command::Operator => Err(not_implemented("operator", 6, "the geostream operator")),
@@ -223,6 +227,40 @@ fn run_ingest(valid: &config::Validated) -> Result<(), CliError> {
             })?;
         tracing::info!(%addr, "telemetry listening");
         geostream_ingest::stage::run(settings, &telemetry, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn run_process(valid: &config::Validated) -> Result<(), CliError> {
+    let cfg = &valid.config;
+    let pr = &cfg.process;
+    let instance = pr
+        .instance
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "0".into());
+    let settings = geostream_processor::stage::ProcessSettings {
+        tenant: valid.tenant.clone(),
+        naming: valid.naming.clone(),
+        kafka: cfg.kafka_properties(),
+        data_dir: cfg.data_dir.clone(),
+        instance,
+        lateness: std::time::Duration::from_secs(pr.lateness_s),
+        commit_interval: std::time::Duration::from_millis(pr.commit_interval_ms),
+        max_batch_records: pr.max_batch_records,
+        partitions: pr.partitions,
+        replication: pr.replication_factor,
+        transaction_timeout: std::time::Duration::from_millis(pr.transaction_timeout_ms),
+        sql: None,
+    };
+    runtime()?.block_on(async {
+        let telemetry = geostream_telemetry::Telemetry::new("process", valid.tenant.as_str());
+        let addr =
+            telemetry.clone().spawn(valid.telemetry_listen).await.map_err(|e| {
+                CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
+            })?;
+        tracing::info!(%addr, "telemetry listening");
+        geostream_processor::stage::run(settings, &telemetry, shutdown_signal()).await?;
         Ok(())
     })
 }

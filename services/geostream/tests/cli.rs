@@ -62,7 +62,7 @@ fn config_print_shows_effective_values_and_masks_secrets() {
 
 #[test]
 fn stages_not_built_yet_say_so_and_fail() {
-    for (stage, issue) in [("process", "#4"), ("api", "#5"), ("operator", "#6")] {
+    for (stage, issue) in [("api", "#5"), ("operator", "#6")] {
         let out = geostream(&[stage], &[("GEOSTREAM_TENANT", "acme")]);
         assert_eq!(out.status.code(), Some(69), "{stage}: {}", stderr(&out));
         let err = stderr(&out);

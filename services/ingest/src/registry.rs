@@ -7,14 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use geostream_model::{FeedId, FeedSpec};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use geostream_kafka::{CompactedReader, TopicSpec, client_config};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// What one registry record did to the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,43 +161,21 @@ impl geostream_model::Classify for RegistryError {
     }
 }
 
-/// Creates `topics` (name, partitions, compacted) unless they exist. Safe to call from every
-/// replica at every start: "already exists" counts as success.
+impl From<geostream_kafka::KafkaOpError> for RegistryError {
+    fn from(e: geostream_kafka::KafkaOpError) -> Self {
+        RegistryError::Kafka { topic: e.topic, what: e.what, source: e.source }
+    }
+}
+
+/// Creates `topics` (name, partitions, compacted) unless they exist (see
+/// [`geostream_kafka::ensure_topics`]).
 pub async fn ensure_topics(
     properties: &BTreeMap<String, String>,
     topics: &[(String, i32, bool)],
     replication: Option<i32>,
 ) -> Result<(), RegistryError> {
-    let mut cfg = ClientConfig::new();
-    for (k, v) in properties {
-        cfg.set(k, v);
-    }
-    let first = topics.first().map(|t| t.0.clone()).unwrap_or_default();
-    let admin: AdminClient<DefaultClientContext> =
-        cfg.create().map_err(|source| RegistryError::Kafka { topic: first.clone(), what: "admin client", source })?;
-    let replication = replication.unwrap_or(-1);
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|(name, partitions, compacted)| {
-            let t = NewTopic::new(name, *partitions, TopicReplication::Fixed(replication));
-            if *compacted { t.set("cleanup.policy", "compact") } else { t }
-        })
-        .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics(&new, &opts).await.map_err(|source| RegistryError::Kafka {
-        topic: first.clone(),
-        what: "create topics",
-        source,
-    })?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(RegistryError::Kafka { topic, what: "create topic", source: KafkaError::AdminOp(code) });
-            }
-        }
-    }
-    Ok(())
+    let specs: Vec<TopicSpec> = topics.iter().map(|(n, p, c)| TopicSpec::new(n.clone(), *p, *c)).collect();
+    Ok(geostream_kafka::ensure_topics(properties, &specs, replication).await?)
 }
 
 /// Reads and writes `<tenant>.feeds`.
@@ -234,10 +207,7 @@ impl RegistryClient {
 
     /// Writes a spec (or, with `None`, a tombstone) and waits for Kafka's acknowledgement.
     pub async fn put(&self, id: &FeedId, spec: Option<&FeedSpec>) -> Result<(), RegistryError> {
-        let mut cfg = ClientConfig::new();
-        for (k, v) in &self.properties {
-            cfg.set(k, v);
-        }
+        let mut cfg = client_config(&self.properties);
         cfg.set("enable.idempotence", "true").set("message.timeout.ms", "30000");
         let producer: FutureProducer = cfg.create().map_err(self.kafka_err("producer"))?;
         let value = match spec {
@@ -270,44 +240,13 @@ impl RegistryClient {
 /// Follows the registry topic from the beginning (no consumer group, nothing committed: every
 /// replica folds the whole compacted topic itself).
 pub struct RegistryWatcher {
-    consumer: BaseConsumer,
-    topic: String,
+    reader: CompactedReader,
 }
 
 impl RegistryWatcher {
     /// Assigns every partition of `topic` from the beginning.
     pub fn new(properties: &BTreeMap<String, String>, topic: &str) -> Result<Self, RegistryError> {
-        let err = |what| move |source| RegistryError::Kafka { topic: topic.to_owned(), what, source };
-        let mut cfg = ClientConfig::new();
-        for (k, v) in properties {
-            cfg.set(k, v);
-        }
-        cfg.set("group.id", format!("{topic}.reader"))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer = cfg.create().map_err(err("consumer"))?;
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(err("metadata"))?;
-        let partitions: Vec<i32> = md
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(RegistryError::Kafka {
-                topic: topic.to_owned(),
-                what: "metadata",
-                source: KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
-            });
-        }
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(err("assign"))?;
-        }
-        consumer.assign(&tpl).map_err(err("assign"))?;
-        Ok(Self { consumer, topic: topic.to_owned() })
+        Ok(Self { reader: CompactedReader::new(properties, topic)? })
     }
 
     /// Applies records until every partition reached its end (or `timeout` passed without one).
@@ -318,33 +257,7 @@ impl RegistryWatcher {
         notes: &mut Vec<Applied>,
         timeout: Duration,
     ) -> Result<(), RegistryError> {
-        let partitions = self.consumer.assignment().map(|a| a.count()).unwrap_or(1).max(1);
-        let mut at_end = std::collections::BTreeSet::new();
-        let deadline = std::time::Instant::now() + timeout;
-        while at_end.len() < partitions {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(RegistryError::Kafka {
-                    topic: self.topic.clone(),
-                    what: "read to the end",
-                    source: KafkaError::MessageConsumption(RDKafkaErrorCode::RequestTimedOut),
-                });
-            }
-            match self.consumer.poll(left.min(Duration::from_millis(500))) {
-                None => {}
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    at_end.insert(p);
-                }
-                Some(Err(e)) => {
-                    return Err(RegistryError::Kafka { topic: self.topic.clone(), what: "read", source: e });
-                }
-                Some(Ok(m)) => {
-                    at_end.remove(&m.partition());
-                    notes.push(state.apply(m.key().unwrap_or_default(), m.payload()));
-                }
-            }
-        }
-        Ok(())
+        Ok(self.reader.catch_up(&mut |k, v| notes.push(state.apply(k, v)), timeout)?)
     }
 
     /// Waits up to `timeout` for the next records and applies what arrived. Blocking.
@@ -354,19 +267,7 @@ impl RegistryWatcher {
         notes: &mut Vec<Applied>,
         timeout: Duration,
     ) -> Result<(), RegistryError> {
-        let mut wait = timeout;
-        loop {
-            match self.consumer.poll(wait) {
-                None => return Ok(()),
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => {
-                    return Err(RegistryError::Kafka { topic: self.topic.clone(), what: "read", source: e });
-                }
-                Some(Ok(m)) => notes.push(state.apply(m.key().unwrap_or_default(), m.payload())),
-            }
-            // Drain what is already buffered without waiting again.
-            wait = Duration::ZERO;
-        }
+        Ok(self.reader.poll(&mut |k, v| notes.push(state.apply(k, v)), timeout)?)
     }
 }
 

@@ -30,7 +30,7 @@ named_enum! {
 /// "analytic":..,"window":{"start":..,"end":..},"bin":..,"version":..,"count":..,
 /// "values":{..},<attributes>}}`.
 ///
-/// The id hashes analytic, window and bin only. A late observation makes the processor emit a
+/// The id hashes analytic, window, bin and shard only. A late observation makes the processor emit a
 /// correction of the same aggregate: same id, higher `version`, so the search engine (external
 /// versioning) replaces the old document and never lets an older version overwrite a newer one.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +47,11 @@ pub struct Aggregate {
     pub window: Window,
     /// The cell id (geohash, H3 index, grid key) or the SQL group key.
     pub bin: String,
+    /// The processor's input partition whose observations it covers, if it covers only one. The
+    /// processor keeps state per partition (observations are partitioned by track), so a bin's
+    /// total over a window is the sum of its shards: queries group by analytic, window and bin and
+    /// sum. Part of the id, so the shards of one bin never overwrite each other.
+    pub shard: Option<u32>,
     /// Starts at 1; each correction of the same aggregate carries a higher version.
     pub version: u32,
     /// Number of observations aggregated.
@@ -60,7 +65,7 @@ pub struct Aggregate {
 impl Aggregate {
     /// Property names the record itself uses; attributes must not use them.
     pub const RESERVED_PROPERTIES: &'static [&'static str] =
-        &["kind", "analytic", "window", "bin", "version", "count", "values"];
+        &["kind", "analytic", "window", "bin", "shard", "version", "count", "values"];
 
     /// Longest bin key, in bytes.
     pub const MAX_BIN_BYTES: usize = 512;
@@ -74,6 +79,7 @@ impl Aggregate {
             analytic,
             window,
             bin: bin.into(),
+            shard: None,
             version: 1,
             count: 0,
             values: BTreeMap::new(),
@@ -90,6 +96,11 @@ impl Aggregate {
         h.time(self.window.start);
         h.time(self.window.end);
         h.str(&self.bin);
+        // Absent for whole (unsharded) aggregates, so their ids are what they were before shards.
+        if let Some(shard) = self.shard {
+            h.str("shard");
+            h.u64(u64::from(shard));
+        }
         h.finish()
     }
 
@@ -139,6 +150,8 @@ struct PropsRef<'a> {
     analytic: &'a AnalyticId,
     window: &'a Window,
     bin: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<u32>,
     version: u32,
     count: u64,
     values: &'a BTreeMap<String, f64>,
@@ -152,6 +165,8 @@ struct Props {
     analytic: AnalyticId,
     window: Window,
     bin: String,
+    #[serde(default)]
+    shard: Option<u32>,
     version: u32,
     count: u64,
     #[serde(default)]
@@ -170,6 +185,7 @@ impl Serialize for Aggregate {
             analytic: &self.analytic,
             window: &self.window,
             bin: &self.bin,
+            shard: self.shard,
             version: self.version,
             count: self.count,
             values: &self.values,
@@ -190,6 +206,7 @@ impl<'de> Deserialize<'de> for Aggregate {
             analytic: p.analytic,
             window: p.window,
             bin: p.bin,
+            shard: p.shard,
             version: p.version,
             count: p.count,
             values: p.values,

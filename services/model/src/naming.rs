@@ -11,13 +11,15 @@ use crate::ids::TenantId;
 named_enum! {
     /// The Kafka topics of a tenant.
     TopicKind, "topic kind",
-    "observations, events, aggregates, deadletter, feeds, fences, analytics" {
+    "observations, events, aggregates, enriched, deadletter, feeds, fences, analytics, process-state" {
         /// Normalised observations from ingest, keyed by track id.
         Observations => "observations",
         /// Events from the processor (geofence, motion, gaps).
         Events => "events",
         /// Windowed aggregates from the processor (bins, SQL).
         Aggregates => "aggregates",
+        /// Observations enriched by `join` analytics with the fences containing them, keyed by track.
+        Enriched => "enriched",
         /// Records any stage could not handle, with a reason code.
         Deadletter => "deadletter",
         /// Registry of feed specs, keyed by feed id (compacted).
@@ -26,6 +28,10 @@ named_enum! {
         Fences => "fences",
         /// Registry of analytic specs, keyed by analytic id (compacted).
         Analytics => "analytics",
+        /// The processor's operator state per input partition, written in the same transaction as
+        /// its outputs and input offsets (compacted, keyed by partition), so another instance can
+        /// take a partition over with exactly the state its committed offsets reflect.
+        ProcessState => "process-state",
     }
 }
 
@@ -33,7 +39,7 @@ impl TopicKind {
     /// Registry topics hold the latest spec per key and must be created with
     /// `cleanup.policy=compact`; data topics are time-retained.
     pub const fn is_compacted(self) -> bool {
-        matches!(self, TopicKind::Feeds | TopicKind::Fences | TopicKind::Analytics)
+        matches!(self, TopicKind::Feeds | TopicKind::Fences | TopicKind::Analytics | TopicKind::ProcessState)
     }
 }
 
@@ -170,7 +176,10 @@ mod tests {
     #[test]
     fn compaction() {
         let compacted: Vec<_> = TopicKind::ALL.iter().filter(|k| k.is_compacted()).collect();
-        assert_eq!(compacted, [&TopicKind::Feeds, &TopicKind::Fences, &TopicKind::Analytics]);
+        assert_eq!(
+            compacted,
+            [&TopicKind::Feeds, &TopicKind::Fences, &TopicKind::Analytics, &TopicKind::ProcessState]
+        );
     }
 
     #[test]

@@ -1,0 +1,484 @@
+//! `geostream process` as operators run it, on real Kafka: real AIS observations go through the
+//! processor while it is killed with SIGKILL (restarting once from its volume and once on a fresh
+//! volume under another name, so from the state topic), or while a second processor joins and
+//! leaves the group. A `read_committed` reader must then find every event, aggregate and `late`
+//! dead letter exactly once (counted by id), and exactly the ones the analytics core computes
+//! when run cleanly over the same partitions in the test.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use geostream_analytics::FenceIndex;
+use geostream_analytics::engine::{EngineConfig, Output};
+use geostream_analytics::spec::AnalyticSpec;
+use geostream_codecs::{CodecOptions, Context, Outcome, decode_all};
+use geostream_model::time::OffsetDateTime;
+use geostream_model::{Aggregate, DeadLetter, Event, FeedId, Format, Mapping, Naming, Observation, Stage, TenantId, TopicKind};
+use geostream_processor::task::{Accepted, PartitionTask};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 3;
+const LATENESS_S: u64 = 2;
+
+fn kafka(test: &str) -> Option<String> {
+    geostream_tests::service("KAFKA_BOOTSTRAP", test)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn analytics() -> Vec<AnalyticSpec> {
+    serde_json::from_value(serde_json::json!([
+        {"id": "motion", "analytic": {"kind": "motion", "max_speed_mps": 40.0}},
+        {"id": "gaps", "analytic": {"kind": "gaps", "threshold_s": 120}},
+        {"id": "bins", "analytic": {"kind": "bins", "cells": {"kind": "geohash", "precision": 3},
+         "window_s": 60, "properties": ["sog"]}}
+    ]))
+    .unwrap()
+}
+
+/// Real satellite AIS positions (the order of the capture, which is not event-time order, so some
+/// records are late on purpose).
+fn observations(n: usize) -> Vec<Observation> {
+    let path = geostream_tests::repo_root().join("services/codecs/tests/data/amsa_risky_exactearth_sat_ais_epochms_1.nmea");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut codec = geostream_codecs::build(Format::Ais, &Mapping::default(), &CodecOptions::default()).unwrap();
+    let ctx = Context::new(FeedId::new("sat-ais").unwrap(), OffsetDateTime::now_utc());
+    let mut seen = BTreeSet::new();
+    let out: Vec<Observation> = decode_all(codec.as_mut(), &bytes, &ctx)
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Observation(o) if o.track.is_some() => Some(*o),
+            _ => None,
+        })
+        .filter(|o| seen.insert(o.id))
+        .take(n)
+        .collect();
+    assert_eq!(out.len(), n, "the sample has fewer than {n} distinct tracked observations");
+    out
+}
+
+/// Copies of some observations ten minutes older, sent after everything else: late by any
+/// watermark, so they must end up as `late` dead letters (the capture itself is nearly in order).
+fn stragglers(input: &[Observation]) -> Vec<Observation> {
+    input
+        .iter()
+        .step_by(97)
+        .map(|o| {
+            let t = o.time - geostream_model::time::Duration::minutes(10);
+            Observation::try_new(o.feed.clone(), o.track.clone(), t, o.received, o.geometry.clone(), o.attributes.clone())
+                .unwrap()
+        })
+        .collect()
+}
+
+fn topic(tenant: &TenantId, kind: TopicKind) -> String {
+    Naming::default().topic(tenant, kind)
+}
+
+/// Topics and the analytics registry, before any processor starts.
+fn prepare(bootstrap: &str, tenant: &TenantId) {
+    rt().block_on(async {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+        let obs = topic(tenant, TopicKind::Observations);
+        let registry = topic(tenant, TopicKind::Analytics);
+        let new = [
+            NewTopic::new(&obs, PARTITIONS, TopicReplication::Fixed(1)),
+            NewTopic::new(&registry, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+        ];
+        for r in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
+            r.unwrap();
+        }
+        let p = producer(bootstrap);
+        for spec in analytics() {
+            let v = serde_json::to_vec(&spec).unwrap();
+            p.send(FutureRecord::to(&registry).key(spec.id.as_str()).payload(&v), Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).set("enable.idempotence", "true").create().unwrap()
+}
+
+/// Appends observations to the input, keyed by track like ingest does.
+fn produce(bootstrap: &str, tenant: &TenantId, input: &[Observation]) {
+    let obs = topic(tenant, TopicKind::Observations);
+    let p = producer(bootstrap);
+    rt().block_on(async {
+        let sends: Vec<_> = input
+            .iter()
+            .map(|o| {
+                let v = serde_json::to_vec(o).unwrap();
+                let key = o.kafka_key().into_owned();
+                let (p, obs) = (p.clone(), obs.clone());
+                async move {
+                    p.send(FutureRecord::to(&obs).key(&key).payload(&v), Duration::from_secs(30)).await.unwrap();
+                }
+            })
+            .collect();
+        futures::future::join_all(sends).await;
+    });
+}
+
+/// Every record of every partition of `topic`, in offset order (`read_committed`).
+fn read_all(bootstrap: &str, topic: &str) -> BTreeMap<i32, Vec<(i64, Vec<u8>)>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "geostream-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = parts.iter().map(|p| (*p, Vec::new())).collect();
+    let mut at_end = BTreeSet::new();
+    let mut idle = 0;
+    while at_end.len() < parts.len() {
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                out.entry(m.partition()).or_default().push((m.offset(), m.payload().unwrap_or_default().to_vec()));
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {
+                idle += 1;
+                assert!(idle < 240, "{topic}: no end of partition reported");
+            }
+        }
+    }
+    out
+}
+
+/// What the processor must produce: the pure core run cleanly per partition over the records as
+/// Kafka holds them. Events by id; aggregates by (id, version); `late` dead letters by source.
+struct Expected {
+    events: BTreeSet<String>,
+    aggregates: BTreeSet<(String, u32)>,
+    late: BTreeSet<String>,
+}
+
+fn expected(bootstrap: &str, tenant: &TenantId) -> Expected {
+    let obs_topic = topic(tenant, TopicKind::Observations);
+    let specs = analytics();
+    let mut e = Expected { events: BTreeSet::new(), aggregates: BTreeSet::new(), late: BTreeSet::new() };
+    for (p, records) in read_all(bootstrap, &obs_topic) {
+        let config =
+            EngineConfig { specs: &specs, fences: Arc::new(FenceIndex::build([]).unwrap()), sql: None };
+        let mut task = PartitionTask::new(p, i128::from(LATENESS_S) * 1_000_000_000, -1, config).unwrap();
+        let mut outs = Vec::new();
+        for (offset, value) in records {
+            let o: Observation = serde_json::from_slice(&value).unwrap();
+            if let Accepted::Late { .. } = task.accept(offset, o) {
+                e.late.insert(format!("{obs_topic}/{p}/{offset}"));
+            }
+            outs.extend(task.release());
+        }
+        for o in outs {
+            match o {
+                Output::Event(ev) => {
+                    e.events.insert(ev.id.to_string());
+                }
+                Output::Aggregate(mut a) => {
+                    a.shard = Some(u32::try_from(p).unwrap());
+                    a.refresh_id();
+                    e.aggregates.insert((a.id.to_string(), a.version));
+                }
+                other => panic!("unexpected output {other:?}"),
+            }
+        }
+    }
+    e
+}
+
+/// Reads the outputs and checks each is there exactly once and they are exactly the expected ones.
+fn check_exactly_once(bootstrap: &str, tenant: &TenantId, want: &Expected) {
+    let mut events: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, records) in read_all(bootstrap, &topic(tenant, TopicKind::Events)) {
+        for (_, v) in records {
+            let ev: Event = serde_json::from_slice(&v).unwrap();
+            *events.entry(ev.id.to_string()).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = events.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "{} events committed more than once, e.g. {:?}", twice.len(), twice.first());
+    let got: BTreeSet<String> = events.into_keys().collect();
+    assert_eq!(got.len(), want.events.len(), "event count");
+    assert!(got == want.events, "events differ from the clean run");
+
+    let mut aggs: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    for (_, records) in read_all(bootstrap, &topic(tenant, TopicKind::Aggregates)) {
+        for (_, v) in records {
+            let a: Aggregate = serde_json::from_slice(&v).unwrap();
+            *aggs.entry((a.id.to_string(), a.version)).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = aggs.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "{} aggregates committed more than once, e.g. {:?}", twice.len(), twice.first());
+    let got: BTreeSet<(String, u32)> = aggs.into_keys().collect();
+    assert_eq!(got.len(), want.aggregates.len(), "aggregate count");
+    assert!(got == want.aggregates, "aggregates differ from the clean run");
+
+    let mut late: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, records) in read_all(bootstrap, &topic(tenant, TopicKind::Deadletter)) {
+        for (_, v) in records {
+            let d: DeadLetter = serde_json::from_slice(&v).unwrap();
+            assert_eq!(d.stage, Stage::Process);
+            assert_eq!(d.reason.as_str(), "late", "{}", d.detail);
+            *late.entry(d.source.unwrap_or_default()).or_default() += 1;
+        }
+    }
+    assert!(late.values().all(|n| *n == 1), "a late record dead-lettered twice");
+    let got: BTreeSet<String> = late.into_keys().collect();
+    assert!(got == want.late, "late dead letters: {} committed, {} expected", got.len(), want.late.len());
+}
+
+/// Reads the processor group's committed offsets and the input's end offsets.
+struct Progress {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl Progress {
+    fn new(bootstrap: &str, tenant: &TenantId) -> Self {
+        let group = Naming::default().consumer_group(tenant, Stage::Process);
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", &group)
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        Self { consumer, topic: topic(tenant, TopicKind::Observations) }
+    }
+
+    /// (sum of committed offsets, sum of end offsets).
+    fn now(&self) -> (i64, i64) {
+        let mut tpl = TopicPartitionList::new();
+        let mut end = 0;
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.topic, p);
+            end += self.consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10)).unwrap().1;
+        }
+        let committed = self.consumer.committed_offsets(tpl, Duration::from_secs(30)).unwrap();
+        let done = committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => n,
+                _ => 0,
+            })
+            .sum();
+        (done, end)
+    }
+
+    /// Polls until `until` says stop; bounded by attempts, not by time.
+    fn wait_for(&self, what: &str, until: impl Fn(i64, i64) -> bool) -> (i64, i64) {
+        let mut last = (0, 0);
+        for _ in 0..6000 {
+            last = self.now();
+            if until(last.0, last.1) {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{what}: never reached; committed {} of {}", last.0, last.1);
+    }
+}
+
+struct Proc(Option<Child>, String);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Proc {
+    fn start(config: &Path, data: &Path, instance: &str) -> Proc {
+        Self::start_with(config, data, instance, &[])
+    }
+
+    fn start_with(config: &Path, data: &Path, instance: &str, env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_geostream"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("GEOSTREAM_") {
+                cmd.env_remove(k);
+            }
+        }
+        let listen = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let child = cmd
+            .args(["--config", config.to_str().unwrap(), "process"])
+            .env("GEOSTREAM_DATA_DIR", data)
+            .env("GEOSTREAM_PROCESS__INSTANCE", instance)
+            .env("GEOSTREAM_TELEMETRY__LISTEN", &listen)
+            .env("GEOSTREAM_LOG__LEVEL", "warn,geostream_processor=info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Proc(Some(child), listen)
+    }
+
+    /// A gauge from the process's `/metrics`, once it answers.
+    fn gauge(&self, name: &str) -> Option<f64> {
+        let url = format!("http://{}/metrics", self.1);
+        let text = rt().block_on(async { reqwest::get(&url).await.ok()?.text().await.ok() })?;
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    fn kill9(mut self) {
+        let mut c = self.0.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// SIGTERM: leaves the group after its batch.
+    fn terminate(mut self) {
+        let c = self.0.take().unwrap();
+        assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success());
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "processor exit: {:?}", out.status);
+    }
+}
+
+fn config_file(dir: &Path, bootstrap: &str, tenant: &TenantId) -> std::path::PathBuf {
+    let path = dir.join("geostream.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "tenant = \"{tenant}\"\n[kafka]\nbootstrap = \"{bootstrap}\"\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+             [process]\nlateness_s = {LATENESS_S}\ncommit_interval_ms = 100\nmax_batch_records = 50\n\
+             partitions = {PARTITIONS}\ntransaction_timeout_ms = 10000\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn tenant(prefix: &str) -> TenantId {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    TenantId::new(format!("{prefix}{:x}", nanos & 0xffff_ffff)).unwrap()
+}
+
+#[test]
+fn kill_9_mid_stream_commits_every_result_exactly_once() {
+    let Some(bootstrap) = kafka("process kill -9") else { return };
+    let tenant = tenant("prockill");
+    prepare(&bootstrap, &tenant);
+    let input = observations(2900);
+    let late = stragglers(&input);
+    let total = (input.len() + late.len()) as i64;
+    let (head, tail) = input.split_at(1000);
+    produce(&bootstrap, &tenant, head);
+    let progress = Progress::new(&bootstrap, &tenant);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), &bootstrap, &tenant);
+    let (vol_a, vol_b) = (dir.path().join("a"), dir.path().join("b"));
+
+    // 1. The fault injector kills the process inside its fifth transaction, after that
+    //    transaction's outputs reached the broker.
+    let mut p = Proc::start_with(&cfg, &vol_a, "p0", &[("GEOSTREAM_FAULT_ABORT_IN_TRANSACTION", "5")]);
+    let status = p.0.as_mut().unwrap().wait().unwrap();
+    assert!(!status.success(), "the fault injector ends the process: {status:?}");
+    let (done, _) = progress.now();
+    assert!(done > 0 && done < total, "four transactions committed before the crash ({done} of {total})");
+
+    // 2. Same volume and name: aborts its own open transaction, restores from the volume, and is
+    //    killed with SIGKILL while the rest of the input is still arriving.
+    let p = Proc::start(&cfg, &vol_a, "p0");
+    std::thread::scope(|s| {
+        let feeder = s.spawn(|| {
+            for chunk in tail.chunks(50) {
+                produce(&bootstrap, &tenant, chunk);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            produce(&bootstrap, &tenant, &late);
+        });
+        let (done, _) = progress.wait_for("progress after the restart", |d, _| d > done);
+        p.kill9();
+        assert!(done < total, "killed mid-stream ({done} of {total})");
+        feeder.join().unwrap();
+    });
+
+    // 3. A fresh volume under another name: the state comes from the state topic, once the
+    //    killed instance's open transaction timed out.
+    let p = Proc::start(&cfg, &vol_b, "p1");
+    progress.wait_for("the end of the input", |d, e| d == e && e == total);
+    p.terminate();
+
+    let want = expected(&bootstrap, &tenant);
+    eprintln!("clean run: {} events, {} aggregates, {} late", want.events.len(), want.aggregates.len(), want.late.len());
+    assert!(want.events.len() > 50 && want.aggregates.len() > 50, "a test input that produces results");
+    assert_eq!(want.late.len(), late.len(), "the stragglers and only they are late");
+    check_exactly_once(&bootstrap, &tenant, &want);
+}
+
+#[test]
+fn rebalance_from_one_to_two_to_one_processor_commits_every_result_exactly_once() {
+    let Some(bootstrap) = kafka("process rebalance") else { return };
+    let tenant = tenant("procreb");
+    let input = observations(2900);
+    let phases: Vec<&[Observation]> = input.chunks(1000).collect();
+    prepare(&bootstrap, &tenant);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), &bootstrap, &tenant);
+    let progress = Progress::new(&bootstrap, &tenant);
+    let caught_up = |what: &str| progress.wait_for(what, |d, e| d == e && e > 0);
+
+    let a = Proc::start(&cfg, &dir.path().join("a"), "a");
+    produce(&bootstrap, &tenant, phases[0]);
+    caught_up("phase 1 with one processor");
+
+    let b = Proc::start(&cfg, &dir.path().join("b"), "b");
+    let mut assigned = 0.0;
+    for _ in 0..3000 {
+        assigned = b.gauge("geostream_process_assigned_partitions").unwrap_or(0.0);
+        if assigned > 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(assigned > 0.0, "the second processor never got a partition");
+    produce(&bootstrap, &tenant, phases[1]);
+    caught_up("phase 2 with two processors");
+    let b_checkpoints = std::fs::read_dir(dir.path().join("b/process")).map(|d| d.count()).unwrap_or(0);
+    assert!(b_checkpoints > 0, "the second processor committed state for its partitions");
+    b.terminate();
+
+    // The first takes the partitions back with the state the second committed.
+    produce(&bootstrap, &tenant, phases[2]);
+    produce(&bootstrap, &tenant, &stragglers(&input));
+    caught_up("phase 3 with one processor again");
+    a.terminate();
+    check_exactly_once(&bootstrap, &tenant, &expected(&bootstrap, &tenant));
+}
