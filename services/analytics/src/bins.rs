@@ -233,9 +233,27 @@ pub struct BinAggregator {
     cells: CellSpec,
     windows: WindowSpec,
     allowed_lateness_ns: i128,
-    /// (window start, cell) → bin.
+    /// (window start, cell) → bin; a list of entries on the wire, since JSON keys are strings.
+    #[serde(with = "bin_entries")]
     bins: BTreeMap<(i128, String), Bin>,
     watermark_ns: Option<i128>,
+}
+
+mod bin_entries {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Bin;
+
+    pub fn serialize<S: Serializer>(bins: &BTreeMap<(i128, String), Bin>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(bins.iter().map(|((start, cell), bin)| (start, cell, bin)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<(i128, String), Bin>, D::Error> {
+        let entries: Vec<(i128, String, Bin)> = Vec::deserialize(d)?;
+        Ok(entries.into_iter().map(|(start, cell, bin)| ((start, cell), bin)).collect())
+    }
 }
 
 impl BinAggregator {

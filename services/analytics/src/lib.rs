@@ -67,7 +67,9 @@ pub mod fence_index;
 pub mod gaps;
 pub mod geofence;
 pub mod motion;
+pub mod near;
 pub mod spec;
+pub mod sql_windows;
 pub mod watermark;
 
 pub use fence_index::{BuildError, FenceError, FenceIndex, FenceInfo};
