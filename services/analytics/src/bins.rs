@@ -306,10 +306,10 @@ impl BinAggregator {
         self.watermark_ns = Some(w);
         let size = self.windows.size_ns;
         let mut out = Vec::new();
-        for ((start, cell), bin) in self.bins.iter_mut() {
-            if *start + size > w {
-                continue; // not over yet
-            }
+        // Keys sort by window start: the windows that ended are a prefix, and so are the ones past
+        // the lateness, so a watermark step costs the ended windows, not every open bin.
+        let ended = (w - size + 1, String::new());
+        for ((start, cell), bin) in self.bins.range_mut(..ended) {
             if bin.dirty {
                 bin.dirty = false;
                 bin.version += 1;
@@ -323,8 +323,8 @@ impl BinAggregator {
                 });
             }
         }
-        let lateness = self.allowed_lateness_ns;
-        self.bins.retain(|(start, _), _| *start + size + lateness > w);
+        let kept = (w - size - self.allowed_lateness_ns + 1, String::new());
+        self.bins = self.bins.split_off(&kept);
         out
     }
 

@@ -20,8 +20,8 @@
 //!   is seen when the source reports (or, with the target also a source, at the target's own
 //!   observation, as the other side of the pair).
 //! - Memory is bounded by event time: when the watermark passes a target's last fix by
-//!   `max_age_s`, the target is forgotten, and so is a pair whose source has not reported for
-//!   `max_age_s`; a forgotten pair is re-armed.
+//!   `max_age_s`, the target is forgotten, and so are the pairs of a source whose last
+//!   observation the watermark passed by `max_age_s`; a forgotten pair is re-armed.
 //! - It sees the tracks of the stream it is given: in the processor that is one input partition
 //!   (observations are keyed by track, so tracks of other partitions are not compared).
 //!
@@ -30,7 +30,7 @@
 //! widened to every longitude near the poles); the haversine distance decides. So an observation
 //! costs a tree lookup, not a pass over every track.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use geo::{Distance, Haversine, Point};
 use geostream_model::{FeedId, FenceId, Observation, TrackId};
@@ -119,7 +119,7 @@ pub struct PairEntry {
     pub other_feed: FeedId,
     /// Target track.
     pub other_track: TrackId,
-    /// Event time of the source observation that last evaluated the pair (ns).
+    /// Event time of the source's last observation (ns).
     pub evaluated_ns: i128,
 }
 
@@ -144,32 +144,53 @@ impl NearState {
     }
 }
 
+/// The pairs of one source.
+#[derive(Debug, Clone, Default)]
+struct SourcePairs {
+    /// Event time of the source's last observation (ns).
+    last_ns: i128,
+    /// Targets it is near (not re-armed).
+    targets: BTreeSet<TrackKey>,
+}
+
 /// The `near` state machine of one analytic.
 #[derive(Debug)]
 pub struct NearTracker {
     cfg: NearConfig,
     targets: BTreeMap<TrackKey, Fix>,
-    /// source -> target -> event time of the last evaluation.
-    active: BTreeMap<TrackKey, BTreeMap<TrackKey, i128>>,
+    active: BTreeMap<TrackKey, SourcePairs>,
+    // Derived from the two maps above (rebuilt on restore), so forgetting costs only what is
+    // forgotten rather than a pass over every track at each watermark.
     tree: RTree<GeomWithData<[f64; 2], TrackKey>>,
+    targets_by_time: BTreeSet<(i128, TrackKey)>,
+    sources_by_time: BTreeSet<(i128, TrackKey)>,
+    targeted_by: BTreeMap<TrackKey, BTreeSet<TrackKey>>,
 }
 
 impl NearTracker {
     /// No tracks yet.
     pub fn new(cfg: NearConfig) -> Self {
-        NearTracker { cfg, targets: BTreeMap::new(), active: BTreeMap::new(), tree: RTree::new() }
+        Self::restore(cfg, NearState::default())
     }
 
     /// Continues from a checkpoint.
     pub fn restore(cfg: NearConfig, state: NearState) -> Self {
         let targets: BTreeMap<TrackKey, Fix> = state.targets.into_iter().map(|t| ((t.feed, t.track), t.fix)).collect();
-        let mut active: BTreeMap<TrackKey, BTreeMap<TrackKey, i128>> = BTreeMap::new();
+        let mut active: BTreeMap<TrackKey, SourcePairs> = BTreeMap::new();
+        let mut targeted_by: BTreeMap<TrackKey, BTreeSet<TrackKey>> = BTreeMap::new();
         for p in state.pairs {
-            active.entry((p.feed, p.track)).or_default().insert((p.other_feed, p.other_track), p.evaluated_ns);
+            let source = (p.feed, p.track);
+            let target = (p.other_feed, p.other_track);
+            targeted_by.entry(target.clone()).or_default().insert(source.clone());
+            let sp = active.entry(source).or_default();
+            sp.last_ns = sp.last_ns.max(p.evaluated_ns);
+            sp.targets.insert(target);
         }
         let tree =
             RTree::bulk_load(targets.iter().map(|(k, f)| GeomWithData::new([f.lon, f.lat], k.clone())).collect());
-        NearTracker { cfg, targets, active, tree }
+        let targets_by_time = targets.iter().map(|(k, f)| (f.time_ns, k.clone())).collect();
+        let sources_by_time = active.iter().map(|(k, sp)| (sp.last_ns, k.clone())).collect();
+        NearTracker { cfg, targets, active, tree, targets_by_time, sources_by_time, targeted_by }
     }
 
     /// The state, for a checkpoint.
@@ -183,13 +204,13 @@ impl NearTracker {
             pairs: self
                 .active
                 .iter()
-                .flat_map(|((feed, track), others)| {
-                    others.iter().map(move |((of, ot), at)| PairEntry {
+                .flat_map(|((feed, track), sp)| {
+                    sp.targets.iter().map(move |(of, ot)| PairEntry {
                         feed: feed.clone(),
                         track: track.clone(),
                         other_feed: of.clone(),
                         other_track: ot.clone(),
-                        evaluated_ns: *at,
+                        evaluated_ns: sp.last_ns,
                     })
                 })
                 .collect(),
@@ -204,35 +225,43 @@ impl NearTracker {
                 Some(old) if fix.time_ns < old.time_ns => return NearObserved::OutOfOrder,
                 Some(old) => {
                     self.tree.remove(&GeomWithData::new([old.lon, old.lat], key.clone()));
+                    self.targets_by_time.remove(&(old.time_ns, key.clone()));
                 }
                 None => {}
             }
             self.targets.insert(key.clone(), fix);
             self.tree.insert(GeomWithData::new([fix.lon, fix.lat], key.clone()));
+            self.targets_by_time.insert((fix.time_ns, key.clone()));
         }
         if !self.cfg.sources.matches(obs) {
             return NearObserved::Applied;
         }
         let d = self.cfg.distance_m;
-        let fresh = |f: &Fix| fix.time_ns - f.time_ns <= self.cfg.max_age_ns;
+        let max_age = self.cfg.max_age_ns;
+        let fresh = |f: &Fix| fix.time_ns - f.time_ns <= max_age;
         let here = Point::new(fix.lon, fix.lat);
 
         // Pairs already near: re-arm those that separated beyond the hysteresis.
-        let mut pairs = self.active.remove(&key).unwrap_or_default();
-        pairs.retain(|other, evaluated| {
-            let Some(f) = self.targets.get(other) else { return false };
-            if !fresh(f) {
-                return true;
+        let mut sp = self.active.remove(&key).unwrap_or_default();
+        self.sources_by_time.remove(&(sp.last_ns, key.clone()));
+        sp.last_ns = sp.last_ns.max(fix.time_ns);
+        let targets = &self.targets;
+        let targeted_by = &mut self.targeted_by;
+        sp.targets.retain(|other| {
+            let keep = targets
+                .get(other)
+                .is_some_and(|f| !fresh(f) || Haversine.distance(here, Point::new(f.lon, f.lat)) <= d * HYSTERESIS);
+            if !keep {
+                unlink(targeted_by, other, &key);
             }
-            *evaluated = fix.time_ns;
-            Haversine.distance(here, Point::new(f.lon, f.lat)) <= d * HYSTERESIS
+            keep
         });
 
         let mut found: Vec<NearHit> = Vec::new();
         for envelope in search_boxes(fix.lon, fix.lat, d) {
             for c in self.tree.locate_in_envelope(&envelope) {
                 let other = &c.data;
-                if *other == key || pairs.contains_key(other) {
+                if *other == key || sp.targets.contains(other) {
                     continue;
                 }
                 let Some(f) = self.targets.get(other) else { continue };
@@ -249,30 +278,43 @@ impl NearTracker {
         found.sort_by(|a, b| a.other.cmp(&b.other));
         found.dedup_by(|a, b| a.other == b.other);
         for h in &found {
-            pairs.insert(h.other.clone(), fix.time_ns);
+            sp.targets.insert(h.other.clone());
+            self.targeted_by.entry(h.other.clone()).or_default().insert(key.clone());
         }
-        if !pairs.is_empty() {
-            self.active.insert(key, pairs);
+        if !sp.targets.is_empty() {
+            self.sources_by_time.insert((sp.last_ns, key.clone()));
+            self.active.insert(key, sp);
         }
         out.append(&mut found);
         NearObserved::Applied
     }
 
-    /// Forgets targets and pairs the watermark has left `max_age_s` behind.
+    /// Forgets the targets and the pair sources the watermark has left `max_age_s` behind.
     pub fn advance(&mut self, watermark_ns: i128) {
         let horizon = watermark_ns.saturating_sub(self.cfg.max_age_ns);
-        let stale: Vec<TrackKey> =
-            self.targets.iter().filter(|(_, f)| f.time_ns < horizon).map(|(k, _)| k.clone()).collect();
-        for k in stale {
+        while self.targets_by_time.first().is_some_and(|(t, _)| *t < horizon) {
+            let Some((_, k)) = self.targets_by_time.pop_first() else { break };
             if let Some(f) = self.targets.remove(&k) {
-                self.tree.remove(&GeomWithData::new([f.lon, f.lat], k));
+                self.tree.remove(&GeomWithData::new([f.lon, f.lat], k.clone()));
+            }
+            for source in self.targeted_by.remove(&k).unwrap_or_default() {
+                if let Some(sp) = self.active.get_mut(&source) {
+                    sp.targets.remove(&k);
+                    if sp.targets.is_empty() {
+                        self.sources_by_time.remove(&(sp.last_ns, source.clone()));
+                        self.active.remove(&source);
+                    }
+                }
             }
         }
-        let targets = &self.targets;
-        self.active.retain(|_, others| {
-            others.retain(|other, evaluated| *evaluated >= horizon && targets.contains_key(other));
-            !others.is_empty()
-        });
+        while self.sources_by_time.first().is_some_and(|(t, _)| *t < horizon) {
+            let Some((_, source)) = self.sources_by_time.pop_first() else { break };
+            if let Some(sp) = self.active.remove(&source) {
+                for target in &sp.targets {
+                    unlink(&mut self.targeted_by, target, &source);
+                }
+            }
+        }
     }
 
     /// Targets known.
@@ -283,6 +325,15 @@ impl NearTracker {
     /// Whether no target is known.
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
+    }
+}
+
+fn unlink(targeted_by: &mut BTreeMap<TrackKey, BTreeSet<TrackKey>>, target: &TrackKey, source: &TrackKey) {
+    if let Some(s) = targeted_by.get_mut(target) {
+        s.remove(source);
+        if s.is_empty() {
+            targeted_by.remove(target);
+        }
     }
 }
 

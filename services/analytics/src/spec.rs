@@ -98,8 +98,10 @@ pub enum AnalyticKind {
         #[serde(default)]
         copy_properties: bool,
     },
-    /// Roaming fences: `near` when a track comes within `distance_m` of another track
-    /// ([`crate::near`] gives the semantics, hysteresis included).
+    /// Roaming fences: `near` when a track comes within `distance_m` of another track, emitted
+    /// once per pair and re-armed only when the pair separates beyond `distance_m * 1.1`
+    /// (hysteresis). It compares the tracks of the stream it is given: in the processor, one
+    /// input partition. [`crate::near`] gives the semantics.
     Near {
         /// How close makes `near` (metres, great-circle).
         distance_m: f64,
@@ -114,7 +116,12 @@ pub enum AnalyticKind {
         #[serde(default = "default_max_age")]
         max_age_s: u64,
     },
-    /// Enriches every observation with the fences containing it (`Output::Joined`).
+    /// Enriches observations with the fences containing them: every observation of the
+    /// analytic's feeds comes out as `Output::Joined`, a copy with the attribute `attribute` set
+    /// to a list of `{id, version, name, properties}` of the fences containing its position, by
+    /// fence id; an observation in no fence (or not a Point) gets an empty list, so the enriched
+    /// stream holds every observation. An attribute of the same name is replaced. Each `join`
+    /// analytic emits its own copy.
     Join {
         /// The attribute that receives the list of fences.
         #[serde(default = "default_join_attribute")]
