@@ -277,20 +277,26 @@ impl BinAggregator {
         let Some(cell) = self.cells.cell(lon, lat) else { return Added::NoCell };
         let horizon = self.watermark_ns.map(|w| w - self.allowed_lateness_ns);
         let mut n = 0;
-        let starts: Vec<i128> = self.windows.windows_of(t).collect();
-        for start in starts {
-            let end = start + self.windows.size_ns;
+        let windows = self.windows;
+        for start in windows.windows_of(t) {
+            let end = start + windows.size_ns;
             if horizon.is_some_and(|h| end <= h) {
                 continue;
             }
             let bin = self.bins.entry((start, cell.clone())).or_default();
             bin.count += 1;
             for (name, v) in values {
-                if v.is_finite() {
-                    bin.stats
-                        .entry((*name).to_owned())
-                        .or_insert(Stats { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY })
-                        .add(*v);
+                if !v.is_finite() {
+                    continue;
+                }
+                // Look up before inserting: the name is allocated once per bin, not per record.
+                match bin.stats.get_mut(*name) {
+                    Some(s) => s.add(*v),
+                    None => {
+                        let mut s = Stats { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY };
+                        s.add(*v);
+                        bin.stats.insert((*name).to_owned(), s);
+                    }
                 }
             }
             bin.dirty = true;
