@@ -600,3 +600,69 @@ fn analyze_with_fences_runs_geofence_and_join_analytics() {
     assert_eq!(out.status.code(), Some(64));
     assert!(stderr(&out).contains("geostream-sql"), "{}", stderr(&out));
 }
+
+#[test]
+fn analyze_takes_a_yaml_list_of_fence_specs() {
+    use geostream_model::time::OffsetDateTime;
+    let dir = tempfile::tempdir().unwrap();
+    let fences = dir.path().join("fences.yaml");
+    std::fs::write(
+        &fences,
+        "- id: berth\n  version: 2\n  name: Berth 7\n  properties: {operator: acme}\n  \
+         geometry: {type: Polygon, coordinates: [[[0,0],[1,0],[1,1],[0,1],[0,0]]]}\n",
+    )
+    .unwrap();
+    let spec = dir.path().join("analytics.json");
+    std::fs::write(
+        &spec,
+        r#"[{"id": "g", "analytic": {"kind": "geofence", "copy_properties": true}},
+            {"id": "j", "analytic": {"kind": "join", "properties": ["operator"]}}]"#,
+    )
+    .unwrap();
+    let mut lines = String::new();
+    for (s, lon) in [(0, -0.5), (60, 0.5), (120, 1.5)] {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000 + s).unwrap();
+        let o = geostream_model::Observation::try_new(
+            "buoys".parse().unwrap(),
+            Some("b1".parse().unwrap()),
+            t,
+            t,
+            geostream_model::geojson::Geometry::new_point([lon, 0.5]),
+            Default::default(),
+        )
+        .unwrap();
+        lines.push_str(&serde_json::to_string(&o).unwrap());
+        lines.push('\n');
+    }
+    let input = dir.path().join("obs.geojsonl");
+    std::fs::write(&input, lines).unwrap();
+    let out = geostream(
+        &[
+            "analyze",
+            "--analytics",
+            spec.to_str().unwrap(),
+            "--fences",
+            fences.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut events = Vec::new();
+    let mut joined = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["properties"]["analytic"] == "g" {
+            events.push(format!(
+                "{}:{}",
+                v["properties"]["kind"].as_str().unwrap(),
+                v["properties"]["fence"]["version"]
+            ));
+            assert_eq!(v["properties"]["fence_properties"]["operator"], "acme", "{line}");
+        } else {
+            joined.push(v["properties"]["fences"].as_array().unwrap().len());
+        }
+    }
+    assert_eq!(events, ["enter:2", "exit:2"]);
+    assert_eq!(joined, [0, 1, 0], "every observation, with the fences containing it");
+}
