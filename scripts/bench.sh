@@ -2,7 +2,8 @@
 # Throughput benchmarks (BRIEF section 6): runs the criterion targets
 # `cargo bench -p geostream-codecs --bench codecs` (decoders on the real sample files) and
 # `cargo bench -p geostream-analytics --bench geofence` (fence index on the real fence sets and on
-# 10,000 generated fences), then prints one JSON line per figure:
+# 10,000 generated fences) and `cargo bench -p geostream-analytics --bench bins` (spatial bins over
+# the real AIS positions), then prints one JSON line per figure:
 #
 #   {"name": "ais/geostream_decode", "value": <records/s>, "unit": "records/s",
 #    "reference": "ais/nmea_parser_reference", "reference_value": <records/s>, "ratio": value/reference,
@@ -31,6 +32,8 @@ rm -rf "$criterion_dir"
 cargo bench -p geostream-codecs --bench codecs -- $BENCH_ARGS "$@" >&2
 # shellcheck disable=SC2086
 cargo bench -p geostream-analytics --bench geofence -- $BENCH_ARGS "$@" >&2
+# shellcheck disable=SC2086
+cargo bench -p geostream-analytics --bench bins -- $BENCH_ARGS "$@" >&2
 
 python3 - "$criterion_dir" <<'EOF'
 import json, os, sys
@@ -68,6 +71,17 @@ FIGURES = {
     "geofence_10k/rtree_contains_world": (None, None, None),
     "geofence_10k/rtree_contains_ais": (None, None, None),
     "geofence_build/real": (None, None, None),
+    # Observations binned per second (real AIS positions, 5-minute tumbling windows, one property
+    # summarised). The reference computes the same cells and counts them in a plain HashMap (no
+    # statistics, ordering or emission) in the same run, so the ratio is the cost of the rest.
+    "bins/geohash_aggregator": ("bins/geohash_hashmap_reference", None, 3_000_000),
+    "bins/h3_aggregator": ("bins/h3_hashmap_reference", None, 3_000_000),
+    "bins/grid_aggregator": ("bins/grid_hashmap_reference", None, 3_000_000),
+    "bins/geohash_hashmap_reference": (None, None, None),
+    "bins/h3_hashmap_reference": (None, None, None),
+    "bins/grid_hashmap_reference": (None, None, None),
+    # The same through the engine (Observation in, Aggregate records out).
+    "bins/engine_h3": ("bins/h3_hashmap_reference", None, 3_000_000),
 }
 
 # Unit per figure family (records/s unless listed).

@@ -233,9 +233,27 @@ pub struct BinAggregator {
     cells: CellSpec,
     windows: WindowSpec,
     allowed_lateness_ns: i128,
-    /// (window start, cell) → bin.
+    /// (window start, cell) → bin; a list of entries on the wire, since JSON keys are strings.
+    #[serde(with = "bin_entries")]
     bins: BTreeMap<(i128, String), Bin>,
     watermark_ns: Option<i128>,
+}
+
+mod bin_entries {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Bin;
+
+    pub fn serialize<S: Serializer>(bins: &BTreeMap<(i128, String), Bin>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(bins.iter().map(|((start, cell), bin)| (start, cell, bin)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<(i128, String), Bin>, D::Error> {
+        let entries: Vec<(i128, String, Bin)> = Vec::deserialize(d)?;
+        Ok(entries.into_iter().map(|(start, cell, bin)| ((start, cell), bin)).collect())
+    }
 }
 
 impl BinAggregator {
@@ -259,20 +277,26 @@ impl BinAggregator {
         let Some(cell) = self.cells.cell(lon, lat) else { return Added::NoCell };
         let horizon = self.watermark_ns.map(|w| w - self.allowed_lateness_ns);
         let mut n = 0;
-        let starts: Vec<i128> = self.windows.windows_of(t).collect();
-        for start in starts {
-            let end = start + self.windows.size_ns;
+        let windows = self.windows;
+        for start in windows.windows_of(t) {
+            let end = start + windows.size_ns;
             if horizon.is_some_and(|h| end <= h) {
                 continue;
             }
             let bin = self.bins.entry((start, cell.clone())).or_default();
             bin.count += 1;
             for (name, v) in values {
-                if v.is_finite() {
-                    bin.stats
-                        .entry((*name).to_owned())
-                        .or_insert(Stats { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY })
-                        .add(*v);
+                if !v.is_finite() {
+                    continue;
+                }
+                // Look up before inserting: the name is allocated once per bin, not per record.
+                match bin.stats.get_mut(*name) {
+                    Some(s) => s.add(*v),
+                    None => {
+                        let mut s = Stats { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY };
+                        s.add(*v);
+                        bin.stats.insert((*name).to_owned(), s);
+                    }
                 }
             }
             bin.dirty = true;
@@ -288,10 +312,10 @@ impl BinAggregator {
         self.watermark_ns = Some(w);
         let size = self.windows.size_ns;
         let mut out = Vec::new();
-        for ((start, cell), bin) in self.bins.iter_mut() {
-            if *start + size > w {
-                continue; // not over yet
-            }
+        // Keys sort by window start: the windows that ended are a prefix, and so are the ones past
+        // the lateness, so a watermark step costs the ended windows, not every open bin.
+        let ended = (w - size + 1, String::new());
+        for ((start, cell), bin) in self.bins.range_mut(..ended) {
             if bin.dirty {
                 bin.dirty = false;
                 bin.version += 1;
@@ -305,8 +329,8 @@ impl BinAggregator {
                 });
             }
         }
-        let lateness = self.allowed_lateness_ns;
-        self.bins.retain(|(start, _), _| *start + size + lateness > w);
+        let kept = (w - size - self.allowed_lateness_ns + 1, String::new());
+        self.bins = self.bins.split_off(&kept);
         out
     }
 

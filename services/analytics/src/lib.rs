@@ -23,14 +23,23 @@
 //! - [`bins`]: spatial bins (geohash via `geohash`, H3 via `h3o`, a metre grid of our own) over
 //!   tumbling or hopping event-time windows, emitted at the watermark and corrected within the
 //!   allowed lateness.
-//! - [`spec`]: analytic definitions (motion, gaps, bins) as stored on `<tenant>.analytics`.
-//! - [`engine`]: runs a set of analytics and produces `Event`s and `Aggregate`s (model records
-//!   with deterministic ids); shared by the processor and `geostream analyze`.
+//! - [`near`]: roaming fences, [`near::NearTracker`]: `near` once when a track comes within a
+//!   distance of another track, re-armed only after they separate beyond 1.1 times that distance
+//!   (hysteresis); targets in an R-tree, so thousands of tracks cost a lookup each, not all pairs.
+//! - [`sql_windows`]: the observations of the open windows of a `sql` analytic, kept (and
+//!   checkpointed) until the watermark closes a window and the query runs over it.
+//! - [`spec`]: analytic definitions (motion, gaps, bins, geofence, near, join, sql) as stored on
+//!   `<tenant>.analytics`, validated with messages naming the field.
+//! - [`engine`]: runs a set of analytics over one fence set and produces `Event`s, `Aggregate`s,
+//!   observations enriched by `join` analytics and reports of failed SQL windows, with
+//!   deterministic ids; its state ([`engine::EngineState`]) is serde data for checkpoints, kept per
+//!   analytic across restarts while the analytic's id, version and kind stay the same. SQL runs
+//!   through the [`engine::WindowSql`] trait, implemented outside this crate (DataFusion). Shared
+//!   by the processor and `geostream analyze`.
 //! - [`gaps`]: `gap` when a track is silent past a threshold of event time, `resumed` when it
 //!   reports again.
 //!
-//! SQL over closed windows, geofences in the analytic specs and the engine, and the Kafka runtime in
-//! `services/processor` arrive with the rest of the stream-analytics issue.
+//! The Kafka runtime around the engine is `services/processor`.
 //!
 //! # Crates and own code
 //!
@@ -38,7 +47,8 @@
 //! `Contains` (the reference the index is tested against), the closest point on an arc and the
 //! sweep-line search for crossing edges at build time; `robust` for the exact orientation
 //! predicates (the ones geo uses); `rstar` for the R-tree of fence bounding boxes that segment
-//! queries start from; `serde` for the state.
+//! queries start from and for the `near` targets; `sha2` for the fence-like ids of `near` targets;
+//! `serde` for the state.
 //!
 //! Written here is the product's own acceleration structure, the cell tree in `fence_index`. The
 //! obvious crate design, an R-tree of fence bounding boxes followed by geo's `Contains` on every
@@ -67,7 +77,9 @@ pub mod fence_index;
 pub mod gaps;
 pub mod geofence;
 pub mod motion;
+pub mod near;
 pub mod spec;
+pub mod sql_windows;
 pub mod watermark;
 
 pub use fence_index::{BuildError, FenceError, FenceIndex, FenceInfo};

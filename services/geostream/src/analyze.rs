@@ -3,16 +3,28 @@
 //!
 //! Input: observations as GeoJSON lines (what `geostream decode` prints and what is on
 //! `<tenant>.observations`). They are sorted by event time first (a file is all known at once, so
-//! the watermark simply follows the data). Output: events and aggregates as GeoJSON lines on
-//! stdout; a summary on stderr. The end of the file emits every open window but declares no gaps:
-//! the end of a file is not silence.
+//! the watermark simply follows the data). Output: events, aggregates and the observations `join`
+//! analytics enriched, as GeoJSON lines on stdout; analytics that failed on some input (a SQL
+//! window) and a summary on stderr. The end of the file emits every open window but declares no
+//! gaps: the end of a file is not silence.
+//!
+//! Fences for `geofence` and `join` analytics come from `--fences`: a GeoJSON FeatureCollection of
+//! Polygon/MultiPolygon features (the fence id is `properties.id`, else the feature's `id`; the
+//! name is `properties.name`, else the id; the other properties are kept as the fence's
+//! properties), or a JSON/YAML list of `FenceSpec`s as stored on `<tenant>.fences`.
+//!
+//! SQL analytics need a [`SqlFactory`] (the DataFusion runner of `geostream-sql`); [`run`] takes
+//! one, and without it a SQL spec is refused with the engine's message.
 
 use std::io::{BufRead, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use geostream_analytics::engine::{Engine, Output};
+use geostream_analytics::FenceIndex;
+use geostream_analytics::engine::{Engine, EngineConfig, Output, SqlFactory};
 use geostream_analytics::spec::AnalyticSpec;
-use geostream_model::Observation;
+use geostream_model::{FenceId, FenceShape, FenceSpec, Observation};
+use serde_json::Value;
 
 /// Arguments of `geostream analyze`.
 #[derive(Debug, clap::Args)]
@@ -20,6 +32,10 @@ pub struct AnalyzeArgs {
     /// Analytic definitions (YAML or JSON): a list of specs, or one spec.
     #[arg(long)]
     pub analytics: PathBuf,
+    /// Fences for geofence and join analytics: a GeoJSON FeatureCollection of (Multi)Polygons, or a
+    /// JSON/YAML list of fence specs.
+    #[arg(long)]
+    pub fences: Option<PathBuf>,
     /// Observations as GeoJSON lines; `-` or none reads standard input.
     pub input: Option<PathBuf>,
 }
@@ -53,13 +69,92 @@ fn load_specs(path: &std::path::Path) -> Result<Vec<AnalyticSpec>, AnalyzeError>
     specs.map_err(|e| AnalyzeError::Usage(format!("{}: {e}", path.display())))
 }
 
-/// Runs the command; returns (events, aggregates) written.
-pub fn run(args: &AnalyzeArgs) -> Result<(u64, u64), AnalyzeError> {
+/// The fences of a GeoJSON FeatureCollection (see the module documentation).
+fn fences_from_geojson(doc: &Value, path: &Path) -> Result<Vec<FenceSpec>, AnalyzeError> {
+    let features = doc.get("features").and_then(Value::as_array).ok_or_else(|| {
+        AnalyzeError::Usage(format!("{}: a FeatureCollection needs a `features` list", path.display()))
+    })?;
+    let mut out = Vec::with_capacity(features.len());
+    for (i, f) in features.iter().enumerate() {
+        let bad = |problem: String| AnalyzeError::Usage(format!("{}: feature {i}: {problem}", path.display()));
+        let props = f.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+        let text = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let id = props
+            .get("id")
+            .and_then(text)
+            .or_else(|| f.get("id").and_then(text))
+            .ok_or_else(|| bad("has no fence id: give it `properties.id` or a feature `id`".into()))?;
+        let fence_id = FenceId::new(id.as_str()).map_err(|e| bad(format!("fence id {id:?}: {e}")))?;
+        let name = props.get("name").and_then(text).unwrap_or_else(|| id.clone());
+        let geometry = f.get("geometry").cloned().unwrap_or(Value::Null);
+        let kind = geometry.get("type").and_then(Value::as_str).unwrap_or("none");
+        if !matches!(kind, "Polygon" | "MultiPolygon") {
+            return Err(bad(format!("fence {id:?} has geometry {kind}; fences are Polygons or MultiPolygons")));
+        }
+        let geometry: FenceShape =
+            serde_json::from_value(geometry).map_err(|e| bad(format!("fence {id:?}: geometry: {e}")))?;
+        let mut properties = props;
+        properties.remove("id");
+        properties.remove("name");
+        out.push(FenceSpec { id: fence_id, version: 0, name, geometry, properties, enabled: true });
+    }
+    Ok(out)
+}
+
+/// Reads `--fences` and builds the index, refusing invalid fences by name.
+fn load_fences(path: &Path) -> Result<FenceIndex, AnalyzeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| AnalyzeError::Io { what: format!("reading {}", path.display()), source })?;
+    // JSON first: GeoJSON files are large and serde_json is much faster than the YAML parser.
+    let value: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => serde_yaml::from_str(&text)
+            .map_err(|e| AnalyzeError::Usage(format!("{} is not JSON or YAML: {e}", path.display())))?,
+    };
+    let specs = if value.get("type").and_then(Value::as_str) == Some("FeatureCollection") {
+        fences_from_geojson(&value, path)?
+    } else if value.is_array() {
+        serde_json::from_value::<Vec<FenceSpec>>(value)
+            .map_err(|e| AnalyzeError::Usage(format!("{}: not a list of fence specs: {e}", path.display())))?
+    } else {
+        return Err(AnalyzeError::Usage(format!(
+            "{}: expected a GeoJSON FeatureCollection or a list of fence specs",
+            path.display()
+        )));
+    };
+    FenceIndex::build(&specs).map_err(|e| AnalyzeError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// What `analyze` wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Events.
+    pub events: u64,
+    /// Aggregates.
+    pub aggregates: u64,
+    /// Observations enriched by `join` analytics.
+    pub joined: u64,
+    /// Failures reported on stderr.
+    pub failed: u64,
+}
+
+/// Runs the command. `sql` runs `sql` analytics (the binary passes the DataFusion runner once it
+/// is linked); without it a SQL spec is refused.
+pub fn run(args: &AnalyzeArgs, sql: Option<&SqlFactory>) -> Result<Summary, AnalyzeError> {
     let specs = load_specs(&args.analytics)?;
     if specs.is_empty() {
         return Err(AnalyzeError::Usage(format!("{} defines no analytics", args.analytics.display())));
     }
-    let mut engine = Engine::new(&specs).map_err(|e| AnalyzeError::Usage(e.to_string()))?;
+    let fences = match &args.fences {
+        Some(path) => load_fences(path)?,
+        None => FenceIndex::build_skipping_invalid(std::iter::empty()).0,
+    };
+    let config = EngineConfig { specs: &specs, fences: Arc::new(fences), sql };
+    let mut engine = Engine::build(config, None).map_err(|e| AnalyzeError::Usage(e.to_string()))?;
     let reader: Box<dyn BufRead> = match args.input.as_deref() {
         None => Box::new(std::io::stdin().lock()),
         Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
@@ -89,19 +184,28 @@ pub fn run(args: &AnalyzeArgs) -> Result<(u64, u64), AnalyzeError> {
     observations.sort_by_key(|o| o.time);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let (mut events, mut aggregates) = (0u64, 0u64);
+    let mut n = Summary::default();
     let mut kinds = std::collections::BTreeMap::<String, u64>::new();
     let mut write = |outputs: Vec<Output>, out: &mut BufWriter<std::io::StdoutLock<'_>>| -> Result<(), AnalyzeError> {
         for o in outputs {
             let line = match &o {
                 Output::Event(e) => {
-                    events += 1;
+                    n.events += 1;
                     *kinds.entry(e.kind.as_str().to_owned()).or_default() += 1;
                     serde_json::to_string(e)
                 }
                 Output::Aggregate(a) => {
-                    aggregates += 1;
+                    n.aggregates += 1;
                     serde_json::to_string(a)
+                }
+                Output::Joined(j) => {
+                    n.joined += 1;
+                    serde_json::to_string(j)
+                }
+                Output::Failed { analytic, message } => {
+                    n.failed += 1;
+                    eprintln!("geostream: analytic {analytic} failed: {message}");
+                    continue;
                 }
             };
             let line = line.map_err(|e| AnalyzeError::Usage(format!("a result could not be written: {e}")))?;
@@ -118,12 +222,16 @@ pub fn run(args: &AnalyzeArgs) -> Result<(u64, u64), AnalyzeError> {
     let s = engine.skipped();
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
     eprintln!(
-        "analyze: {} observations ({bad} unreadable lines), {events} events ({}), {aggregates} aggregates; skipped: {} not points, {} late, {} out of order",
+        "analyze: {} observations ({bad} unreadable lines), {} events ({}), {} aggregates, {} joined, {} failures; skipped: {} not points, {} late, {} out of order",
         observations.len(),
+        n.events,
         kinds.join(" "),
+        n.aggregates,
+        n.joined,
+        n.failed,
         s.not_a_point,
         s.late,
         s.out_of_order
     );
-    Ok((events, aggregates))
+    Ok(n)
 }

@@ -137,7 +137,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         return Ok(());
     }
     if let Command::Analyze(args) = &cli.command {
-        analyze::run(args)?;
+        analyze::run(args, None)?;
         return Ok(());
     }
     let cfg = Config::load(cli.config.as_deref(), Config::env_provider())?;

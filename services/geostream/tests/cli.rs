@@ -489,3 +489,180 @@ fn analyze_runs_the_analytics_over_decoded_observations() {
     assert_eq!(bad.status.code(), Some(64));
     assert!(stderr(&bad).contains("threshold_s"), "{}", stderr(&bad));
 }
+
+#[test]
+fn analyze_with_fences_runs_geofence_and_join_analytics() {
+    let decoded = geostream(
+        &[
+            "decode",
+            "--format",
+            "ais",
+            "--received",
+            "2012-02-01T00:00:00Z",
+            &codecs_data("amsa_risky_exactearth_sat_ais_epochms_1.nmea"),
+        ],
+        &[],
+    );
+    assert!(decoded.status.success(), "{}", stderr(&decoded));
+    let dir = tempfile::tempdir().unwrap();
+    let observations = dir.path().join("obs.geojsonl");
+    std::fs::write(&observations, &decoded.stdout).unwrap();
+    let n_obs = String::from_utf8_lossy(&decoded.stdout).lines().count();
+
+    // The real port limits carry no fence id: refused, naming the feature.
+    let ports = geostream_tests::package_dir().join("../analytics/tests/data/amsa_australian_port_limits.geojson");
+    let spec = dir.path().join("analytics.yaml");
+    std::fs::write(
+        &spec,
+        "- id: ports\n  analytic: {kind: geofence}\n\
+         - id: zones\n  analytic: {kind: join, properties: [abbrev]}\n",
+    )
+    .unwrap();
+    let args = |fences: &str| {
+        vec![
+            "analyze".to_owned(),
+            "--analytics".to_owned(),
+            spec.to_str().unwrap().to_owned(),
+            "--fences".to_owned(),
+            fences.to_owned(),
+            observations.to_str().unwrap().to_owned(),
+        ]
+    };
+    let run = |fences: &str| {
+        let a = args(fences);
+        geostream(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    };
+    let out = run(ports.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("feature 0") && stderr(&out).contains("fence id"), "{}", stderr(&out));
+
+    // With ids from the port names.
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&ports).unwrap()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, f) in doc["features"].as_array_mut().unwrap().iter_mut().enumerate() {
+        let name = f["properties"]["port"].as_str().unwrap().to_owned();
+        let slug: String =
+            name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let id = format!("{slug}-{i}");
+        ids.insert(id.clone());
+        f["properties"]["id"] = id.into();
+        f["properties"]["name"] = name.into();
+    }
+    let fences = dir.path().join("ports.geojson");
+    std::fs::write(&fences, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = run(fences.to_str().unwrap());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (mut joined, mut joined_fences, mut entered) =
+        (0, std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        match v["properties"]["analytic"].as_str() {
+            Some("ports") => {
+                let e: geostream_model::Event = serde_json::from_value(v).unwrap();
+                e.validate().unwrap();
+                assert!(["enter", "exit"].contains(&e.kind.as_str()), "{line}");
+                let f = e.fence.unwrap().id.to_string();
+                assert!(ids.contains(&f), "{f}");
+                if e.kind.as_str() == "enter" {
+                    entered.insert(f);
+                }
+            }
+            _ => {
+                let o: geostream_model::Observation = serde_json::from_value(v).unwrap();
+                o.validate().unwrap();
+                joined += 1;
+                for z in o.attributes["fences"].as_array().unwrap() {
+                    let id = z["id"].as_str().unwrap().to_owned();
+                    assert!(ids.contains(&id), "{id}");
+                    assert_eq!(z["properties"].as_object().unwrap().keys().collect::<Vec<_>>(), ["abbrev"], "{z}");
+                    joined_fences.insert(id);
+                }
+            }
+        }
+    }
+    assert_eq!(joined, n_obs, "join emits every observation, in a fence or not");
+    assert!(!entered.is_empty(), "the sample passes through port limits");
+    assert_eq!(entered, joined_fences, "a fence is entered iff some observation was joined with it");
+    assert!(stderr(&out).contains(&format!("{n_obs} joined")), "{}", stderr(&out));
+
+    // An invalid fence (a bow tie) is refused by name; SQL without the runner is refused too.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "- id: bowtie\n  name: Bow tie\n  geometry: {type: Polygon, coordinates: [[[0,0],[1,1],[1,0],[0,1],[0,0]]]}\n",
+    )
+    .unwrap();
+    let out = run(bad.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("\"bowtie\""), "{}", stderr(&out));
+    std::fs::write(&spec, "- id: q\n  analytic: {kind: sql, query: 'select 1', window_s: 60}\n").unwrap();
+    let out = run(fences.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("geostream-sql"), "{}", stderr(&out));
+}
+
+#[test]
+fn analyze_takes_a_yaml_list_of_fence_specs() {
+    use geostream_model::time::OffsetDateTime;
+    let dir = tempfile::tempdir().unwrap();
+    let fences = dir.path().join("fences.yaml");
+    std::fs::write(
+        &fences,
+        "- id: berth\n  version: 2\n  name: Berth 7\n  properties: {operator: acme}\n  \
+         geometry: {type: Polygon, coordinates: [[[0,0],[1,0],[1,1],[0,1],[0,0]]]}\n",
+    )
+    .unwrap();
+    let spec = dir.path().join("analytics.json");
+    std::fs::write(
+        &spec,
+        r#"[{"id": "g", "analytic": {"kind": "geofence", "copy_properties": true}},
+            {"id": "j", "analytic": {"kind": "join", "properties": ["operator"]}}]"#,
+    )
+    .unwrap();
+    let mut lines = String::new();
+    for (s, lon) in [(0, -0.5), (60, 0.5), (120, 1.5)] {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000 + s).unwrap();
+        let o = geostream_model::Observation::try_new(
+            "buoys".parse().unwrap(),
+            Some("b1".parse().unwrap()),
+            t,
+            t,
+            geostream_model::geojson::Geometry::new_point([lon, 0.5]),
+            Default::default(),
+        )
+        .unwrap();
+        lines.push_str(&serde_json::to_string(&o).unwrap());
+        lines.push('\n');
+    }
+    let input = dir.path().join("obs.geojsonl");
+    std::fs::write(&input, lines).unwrap();
+    let out = geostream(
+        &[
+            "analyze",
+            "--analytics",
+            spec.to_str().unwrap(),
+            "--fences",
+            fences.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut events = Vec::new();
+    let mut joined = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["properties"]["analytic"] == "g" {
+            events.push(format!(
+                "{}:{}",
+                v["properties"]["kind"].as_str().unwrap(),
+                v["properties"]["fence"]["version"]
+            ));
+            assert_eq!(v["properties"]["fence_properties"]["operator"], "acme", "{line}");
+        } else {
+            joined.push(v["properties"]["fences"].as_array().unwrap().len());
+        }
+    }
+    assert_eq!(events, ["enter:2", "exit:2"]);
+    assert_eq!(joined, [0, 1, 0], "every observation, with the fences containing it");
+}
