@@ -21,7 +21,8 @@
 //! had after some input produces, for the rest of the input, exactly what an engine that never
 //! stopped produces. Per analytic the state is kept only if the analytic's id, version and kind are
 //! unchanged (a raised version means the definition changed, so its old state would be wrong);
-//! otherwise that analytic starts empty. Geofence state is restored against the fences given to
+//! otherwise that analytic starts empty (a disabled analytic has no state, so it starts empty when
+//! enabled again). Geofence state is restored against the fences given to
 //! `build`, with [`Geofencer::restore`]: visits to fences that are gone meanwhile are closed with
 //! an `exit`, emitted with the first outputs of the restored engine.
 //!
