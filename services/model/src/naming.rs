@@ -80,7 +80,7 @@ pub const INDEX_PREFIX: &str = "geostream-";
 pub const KAFKA_TOPIC_MAX_LEN: usize = 249;
 
 /// Longest [`TopicKind`] name; with the longest tenant it bounds the topic prefix.
-const LONGEST_TOPIC_KIND: usize = "observations".len();
+const LONGEST_TOPIC_KIND: usize = "process-state".len();
 
 /// Builds the names of a tenant's topics, indices and consumer groups.
 ///
