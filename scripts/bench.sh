@@ -20,7 +20,9 @@
 # "speedup" (ours over Tile38) against "target_speedup" 10; "per_core" is false there: Tile38 could
 # use every core of the machine ("tile38_cores"), over "connections" client connections, while the
 # reference runs on one. "points", "disagreements" and "circle_sliver_disagreements" come from the
-# bench's answer check (see services/analytics/benches/tile38.rs). If Tile38 cannot be built or
+# bench's answer check (see services/analytics/benches/tile38.rs); "tile38_cpu_points_per_s" is
+# Tile38's per-core figure, points per second of the server's own CPU time, and
+# "speedup_per_core" our figure over that. If Tile38 cannot be built or
 # run, the script says so, still prints the other figures, and exits 1.
 #
 # Usage: scripts/bench.sh [criterion filter...]
@@ -63,7 +65,8 @@ else
   tile38_addr=$(sed -n 's/^TILE38_ADDR=//p' <<<"$tile38_env")
   tile38_run=$(sed -n 's/^TILE38_RUN=//p' <<<"$tile38_env")
   # shellcheck disable=SC2086
-  TILE38_ADDR=$tile38_addr TILE38_REPORT=$tile38_report \
+  TILE38_ADDR=$tile38_addr TILE38_PID=$(cat "$tile38_run/pid") TILE38_CLK_TCK=$(getconf CLK_TCK) \
+    TILE38_REPORT=$tile38_report \
     cargo bench -p geostream-analytics --bench tile38 -- $BENCH_ARGS "$@" >&2 ||
     tile38_failed="the tile38 bench failed (see above)"
 fi
@@ -119,7 +122,7 @@ if os.path.exists(tile38_report):
     with open(tile38_report) as f:
         for line in f:
             a = json.loads(line)
-            agreement[a.pop("name")] = a
+            agreement.setdefault(a.pop("name"), {}).update(a)
 
 # Unit per figure family (records/s unless listed).
 UNITS = {"geofence_real": "points/s", "geofence_10k": "points/s", "geofence_build": "fences/s"}
@@ -179,6 +182,8 @@ for name, ref in TILE38.items():
         continue
     found += 1
     ref_value = rate(ref)
+    extra = agreement.get(name, {})
+    per_cpu = extra.get("tile38_cpu_points_per_s")
     speedup = ref_value / value if ref_value else None
     line = {
         "name": name,
@@ -188,12 +193,13 @@ for name, ref in TILE38.items():
         "reference_value": rounded(ref_value),
         "ratio": rounded(value / ref_value, 4) if ref_value else None,
         "speedup": rounded(speedup, 1),
+        "speedup_per_core": rounded(ref_value / per_cpu, 1) if ref_value and per_cpu else None,
         "target_speedup": TILE38_TARGET_SPEEDUP,
         "per_core": False,
         "tile38_cores": cores,
         "connections": connections,
         "reference_per_core": True,
-        **agreement.get(name, {}),
+        **extra,
         "meets_target": None if speedup is None else speedup >= TILE38_TARGET_SPEEDUP,
     }
     print(json.dumps(line))

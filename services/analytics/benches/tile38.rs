@@ -18,16 +18,20 @@
 //!
 //! Tile38 is multi-threaded: the points are split over `TILE38_CONNECTIONS` connections (default:
 //! the machine's cores), each driven by its own client thread, so Tile38 can use every core; the
-//! client threads share those cores. Our figures are single-threaded (one core).
+//! client threads share those cores. Our figures are single-threaded (one core). To put Tile38 on
+//! the same per-core footing, the server's own CPU time (from `/proc/<TILE38_PID>/stat`, when
+//! given) is summed over every timed iteration: points per second of Tile38 CPU.
 //!
 //! Env: `TILE38_ADDR` (host:port; without it the bench prints why and measures nothing),
-//! `TILE38_CONNECTIONS`, `TILE38_REPORT` (a file to write one JSON line of agreement counts per set).
+//! `TILE38_CONNECTIONS`, `TILE38_PID` (the server's pid, on this machine), `TILE38_REPORT` (a file
+//! to write JSON lines to: agreement counts per set, and Tile38's points per CPU second).
 
 mod common;
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use geostream_analytics::FenceIndex;
@@ -213,6 +217,22 @@ fn agreement(
     .to_string()
 }
 
+/// CPU time (user + system) the process `pid` has used so far, in clock ticks; None when it cannot
+/// be read (no /proc, another machine's pid).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing ')' are fixed:
+    // utime and stime are fields 14 and 15, i.e. the 12th and 13th after it.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    Some(rest.next()?.parse::<u64>().ok()? + rest.next()?.parse::<u64>().ok()?)
+}
+
+/// Clock ticks per second of /proc's CPU times: USER_HZ, 100 on every Linux architecture we build
+/// for (`getconf CLK_TCK`); `TILE38_CLK_TCK` overrides it.
+fn clk_tck() -> f64 {
+    std::env::var("TILE38_CLK_TCK").ok().and_then(|s| s.parse().ok()).unwrap_or(100.0)
+}
+
 fn tile38(c: &mut Criterion) {
     let Ok(addr) = std::env::var("TILE38_ADDR") else {
         eprintln!("tile38: TILE38_ADDR is not set, so nothing is measured; scripts/bench.sh starts Tile38 and sets it");
@@ -250,15 +270,46 @@ fn tile38(c: &mut Criterion) {
         }
     }
 
+    let pid: Option<u32> = std::env::var("TILE38_PID").ok().map(|s| s.parse().expect("TILE38_PID is a pid"));
+    let mut cpu_report = Vec::new();
     let mut g = c.benchmark_group("tile38");
     g.sampling_mode(SamplingMode::Flat).sample_size(10);
     for (set, key, _, _, points) in &workloads {
         for (name, pts) in points {
+            let (mut ticks, mut asked) = (0u64, 0u64);
             g.throughput(Throughput::Elements(pts.len() as u64));
-            g.bench_function(format!("{set}_{name}"), |b| b.iter(|| run(&mut cons, key, pts)));
+            g.bench_function(format!("{set}_{name}"), |b| {
+                b.iter_custom(|iters| {
+                    let before = pid.and_then(cpu_ticks);
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        std::hint::black_box(run(&mut cons, key, pts));
+                    }
+                    let elapsed: Duration = start.elapsed();
+                    if let (Some(b), Some(a)) = (before, pid.and_then(cpu_ticks)) {
+                        ticks += a - b;
+                        asked += iters * pts.len() as u64;
+                    }
+                    elapsed
+                })
+            });
+            if ticks > 0 {
+                let per_cpu_s = asked as f64 / (ticks as f64 / clk_tck());
+                eprintln!("tile38/{set}_{name}: {per_cpu_s:.0} points per second of Tile38 CPU");
+                cpu_report.push(
+                    serde_json::json!({"name": format!("tile38/{set}_{name}"), "tile38_cpu_points_per_s": per_cpu_s.round() as u64})
+                        .to_string(),
+                );
+            }
         }
     }
     g.finish();
+    if let Ok(path) = std::env::var("TILE38_REPORT") {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for line in &cpu_report {
+            writeln!(f, "{line}").expect("writing the report");
+        }
+    }
 }
 
 // The macro generates an undocumented `pub fn benches`.
