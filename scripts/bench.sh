@@ -14,8 +14,23 @@
 # targets are reported, not failed on (an extra "meets_target" field says whether each given target
 # is met); a benchmark that fails to build or run fails the script.
 #
+# Then Tile38 side by side (`--bench tile38`): scripts/tile38.sh builds and starts a Tile38 on
+# 127.0.0.1 (stopped on exit), the bench loads the same fence sets and asks for the same points
+# over loopback, pipelined. Its lines, `tile38/<fences>_<points>`, give Tile38's points/s as value
+# and our index's figure of the same run as reference (so "ratio" is Tile38 over ours), plus
+# "speedup" (ours over Tile38) against "target_speedup" 10; "per_core" is false there: Tile38 could
+# use every core of the machine ("tile38_cores"), over "connections" client connections, while the
+# reference runs on one. "points", "disagreements" and "circle_sliver_disagreements" come from the
+# bench's answer check (see services/analytics/benches/tile38.rs); "tile38_cpu_points_per_s" is
+# Tile38's per-core figure, points per second of the server's own CPU time, and
+# "speedup_per_core" our figure over that. If Tile38 cannot be built or
+# run, the script says so, still prints the other figures, and exits 1.
+#
 # Usage: scripts/bench.sh [criterion filter...]
 # Env:   BENCH_ARGS   criterion options (default: --warm-up-time 1 --measurement-time 3)
+#        BENCH_TILE38=0  leave the Tile38 comparison out (said on stderr; the default runs it)
+#        TILE38_CONNECTIONS  client connections to Tile38 (default: the number of cores)
+#        TILE38_SRC   see scripts/tile38.sh (where the Go module proxy does not serve Tile38)
 #        CARGO_TARGET_DIR is respected (criterion writes under $CARGO_TARGET_DIR/criterion).
 set -euo pipefail
 
@@ -35,10 +50,35 @@ cargo bench -p geostream-analytics --bench geofence -- $BENCH_ARGS "$@" >&2
 # shellcheck disable=SC2086
 cargo bench -p geostream-analytics --bench bins -- $BENCH_ARGS "$@" >&2
 
-python3 - "$criterion_dir" <<'EOF'
+cores=$(nproc)
+export TILE38_CONNECTIONS=${TILE38_CONNECTIONS:-$cores}
+tile38_report="$target_dir/tile38-agreement.jsonl"
+rm -f "$tile38_report"
+tile38_failed=
+tile38_run=
+stop_tile38() { [ -z "$tile38_run" ] || scripts/tile38.sh stop "$tile38_run"; }
+trap stop_tile38 EXIT
+if [ "${BENCH_TILE38:-1}" = 0 ]; then
+  echo "bench.sh: BENCH_TILE38=0: the Tile38 comparison is left out of this run" >&2
+elif ! scripts/tile38.sh install; then
+  tile38_failed="Tile38 could not be built here (see above)"
+elif ! tile38_env=$(scripts/tile38.sh start); then
+  tile38_failed="Tile38 did not start (see above)"
+else
+  tile38_addr=$(sed -n 's/^TILE38_ADDR=//p' <<<"$tile38_env")
+  tile38_run=$(sed -n 's/^TILE38_RUN=//p' <<<"$tile38_env")
+  # shellcheck disable=SC2086
+  TILE38_ADDR=$tile38_addr TILE38_PID=$(cat "$tile38_run/pid") TILE38_CLK_TCK=$(getconf CLK_TCK) \
+    TILE38_REPORT=$tile38_report \
+    cargo bench -p geostream-analytics --bench tile38 -- $BENCH_ARGS "$@" >&2 ||
+    tile38_failed="the tile38 bench failed (see above)"
+fi
+
+python3 - "$criterion_dir" "$tile38_report" "$cores" "$TILE38_CONNECTIONS" <<'EOF'
 import json, os, sys
 
 root = sys.argv[1]
+tile38_report, cores, connections = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
 # name -> (reference name or None, target ratio or None, absolute target in records/s or None)
 FIGURES = {
@@ -83,6 +123,20 @@ FIGURES = {
     # The same through the engine (Observation in, Aggregate records out).
     "bins/engine_h3": ("bins/h3_hashmap_reference", None, 3_000_000),
 }
+
+# Tile38 doing the same work (same fences, same points) over loopback -> our index's figure.
+TILE38 = {
+    f"tile38/{fences}_{points}": f"geofence_{fences}/index_{points}"
+    for fences in ("real", "10k")
+    for points in ("near", "world", "ais")
+}
+TILE38_TARGET_SPEEDUP = 10.0
+agreement = {}
+if os.path.exists(tile38_report):
+    with open(tile38_report) as f:
+        for line in f:
+            a = json.loads(line)
+            agreement.setdefault(a.pop("name"), {}).update(a)
 
 # Unit per figure family (records/s unless listed).
 UNITS = {"geofence_real": "points/s", "geofence_10k": "points/s", "geofence_build": "fences/s"}
@@ -136,6 +190,40 @@ for name, (ref, target_ratio, target_value) in FIGURES.items():
     line["meets_target"] = all(checks) if checks else None
     print(json.dumps(line))
 
+for name, ref in TILE38.items():
+    value = rate(name)
+    if value is None:
+        continue
+    found += 1
+    ref_value = rate(ref)
+    extra = agreement.get(name, {})
+    per_cpu = extra.get("tile38_cpu_points_per_s")
+    speedup = ref_value / value if ref_value else None
+    line = {
+        "name": name,
+        "value": rounded(value),
+        "unit": "points/s",
+        "reference": ref,
+        "reference_value": rounded(ref_value),
+        "ratio": rounded(value / ref_value, 4) if ref_value else None,
+        "speedup": rounded(speedup, 1),
+        "speedup_per_core": rounded(ref_value / per_cpu, 1) if ref_value and per_cpu else None,
+        "target_speedup": TILE38_TARGET_SPEEDUP,
+        "per_core": False,
+        "tile38_cores": cores,
+        "connections": connections,
+        "reference_per_core": True,
+        **extra,
+        "meets_target": None if speedup is None else speedup >= TILE38_TARGET_SPEEDUP,
+    }
+    print(json.dumps(line))
+
 if found == 0:
     sys.exit(f"bench.sh: no criterion results under {root}")
 EOF
+
+if [ -n "$tile38_failed" ]; then
+  printf '\nbench.sh: FAILED: %s; no tile38/* figures in this run.\n' "$tile38_failed" >&2
+  printf 'bench.sh: (BENCH_TILE38=0 leaves the comparison out on purpose.)\n' >&2
+  exit 1
+fi

@@ -12,6 +12,8 @@
 //!   real sets: a fence picked at random, then one of its positions), half circles of 100 m to
 //!   5 km, half star-shaped polygons of 150 m to 4 km (`tests/common/mod.rs`).
 //!
+//! Fence and point sets come from `benches/common`, shared with the `tile38` bench.
+//!
 //! Point sets (deterministic): `near` picks a fence at random and a uniform point in its bounding
 //! box (doubled in size for the generated set), so every point is a candidate for the baseline
 //! and many lie near boundaries; `world` is uniform in lon/lat; `ais` are the 3,038 real AIS
@@ -23,20 +25,16 @@
 //! `IntervalTreeMultiPolygon`, built per fence up front: what geo offers without our code.
 //! `geofence_build/real` times building our index from the real specs (fences per second).
 
-#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
 
-use common::SplitMix;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use geo::algorithm::indexed::IntervalTreeMultiPolygon;
-use geo::{BoundingRect, Contains, MultiPolygon, Point};
+use geo::{Contains, Point};
 use geostream_analytics::FenceIndex;
 use rstar::RTree;
 use rstar::primitives::{GeomWithData, Rectangle};
-
-const POINTS: usize = 10_000;
 
 type Boxes = RTree<GeomWithData<Rectangle<[f64; 2]>, usize>>;
 
@@ -70,45 +68,13 @@ fn run_baseline(tree: &Boxes, points: &[[f64; 2]], contains: impl Fn(usize, [f64
     hits
 }
 
-fn near(boxes: &[[f64; 4]], grow: f64, n: usize, seed: u64) -> Vec<[f64; 2]> {
-    let mut rng = SplitMix(seed);
-    (0..n)
-        .map(|_| {
-            let b = boxes[(rng.next_u64() % boxes.len() as u64) as usize];
-            let (w, h) = ((b[2] - b[0]) * grow, (b[3] - b[1]) * grow);
-            let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-            [
-                rng.range(cx - w / 2.0, cx + w / 2.0).clamp(-180.0, 180.0),
-                rng.range(cy - h / 2.0, cy + h / 2.0).clamp(-90.0, 90.0),
-            ]
-        })
-        .collect()
-}
-
-fn world(n: usize, seed: u64) -> Vec<[f64; 2]> {
-    let mut rng = SplitMix(seed);
-    (0..n).map(|_| [rng.range(-180.0, 180.0), rng.range(-90.0, 90.0)]).collect()
-}
-
 fn real(c: &mut Criterion) {
-    let all = common::real_fences(true);
-    let index = FenceIndex::build_skipping_invalid(all.iter().map(|f| &f.spec)).0;
-    let fences: Vec<(MultiPolygon<f64>, [f64; 4])> = all
-        .into_iter()
-        .filter(|f| index.position(&f.spec.id).is_some())
-        .filter_map(|f| {
-            let b = f.geo.bounding_rect()?;
-            Some((f.geo, [b.min().x, b.min().y, b.max().x, b.max().y]))
-        })
-        .collect();
-    let tree = boxes(fences.iter().map(|f| f.1));
-    let interval: Vec<IntervalTreeMultiPolygon<f64>> =
-        fences.iter().map(|f| IntervalTreeMultiPolygon::new(&f.0)).collect();
-    let contains = |i: usize, p: [f64; 2]| fences[i].0.contains(&Point::new(p[0], p[1]));
-    let boxes_only: Vec<[f64; 4]> = fences.iter().map(|f| f.1).collect();
-    let ais: Vec<[f64; 2]> = common::ais_observations().iter().filter_map(common::lon_lat).collect();
+    let common::RealSet { index, geos, boxes: bbs, .. } = common::real_set();
+    let tree = boxes(bbs.iter().copied());
+    let interval: Vec<IntervalTreeMultiPolygon<f64>> = geos.iter().map(IntervalTreeMultiPolygon::new).collect();
+    let contains = |i: usize, p: [f64; 2]| geos[i].contains(&Point::new(p[0], p[1]));
 
-    let sets = [("near", near(&boxes_only, 1.0, POINTS, 7)), ("world", world(POINTS, 8)), ("ais", ais)];
+    let sets = common::real_points(&bbs);
     for (name, points) in &sets {
         // Same answers, or the comparison is meaningless.
         assert_eq!(run_index(&index, points), run_baseline(&tree, points, contains), "{name}: hit counts differ");
@@ -139,13 +105,10 @@ fn real(c: &mut Criterion) {
 }
 
 fn generated(c: &mut Criterion) {
-    let fences = common::generated_fences(10_000, 11);
-    let index = FenceIndex::build(fences.iter().map(|f| &f.spec)).expect("generated fences are valid");
-    let bbs: Vec<[f64; 4]> = fences.iter().map(|f| f.area.bbox()).collect();
+    let (fences, index, bbs) = common::generated_set();
     let tree = boxes(bbs.iter().copied());
     let contains = |i: usize, p: [f64; 2]| fences[i].area.contains(p);
-    let ais: Vec<[f64; 2]> = common::ais_observations().iter().filter_map(common::lon_lat).collect();
-    let sets = [("near", near(&bbs, 2.0, POINTS, 12)), ("world", world(POINTS, 13)), ("ais", ais)];
+    let sets = common::generated_points(&bbs);
     for (name, points) in &sets {
         assert_eq!(run_index(&index, points), run_baseline(&tree, points, contains), "10k {name}: hit counts differ");
     }
