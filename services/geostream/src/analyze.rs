@@ -56,7 +56,8 @@ pub enum AnalyzeError {
     },
 }
 
-fn load_specs(path: &std::path::Path) -> Result<Vec<AnalyticSpec>, AnalyzeError> {
+/// Analytic specs from a YAML or JSON file: a list, or one spec.
+pub fn load_specs(path: &std::path::Path) -> Result<Vec<AnalyticSpec>, AnalyzeError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| AnalyzeError::Io { what: format!("reading {}", path.display()), source })?;
     let value: serde_yaml::Value = serde_yaml::from_str(&text)
@@ -107,6 +108,12 @@ fn fences_from_geojson(doc: &Value, path: &Path) -> Result<Vec<FenceSpec>, Analy
 
 /// Reads `--fences` and builds the index, refusing invalid fences by name.
 fn load_fences(path: &Path) -> Result<FenceIndex, AnalyzeError> {
+    let specs = read_fence_specs(path)?;
+    FenceIndex::build(&specs).map_err(|e| AnalyzeError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// Fence specs from a GeoJSON FeatureCollection of (Multi)Polygons or a JSON/YAML list of specs.
+pub fn read_fence_specs(path: &Path) -> Result<Vec<FenceSpec>, AnalyzeError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| AnalyzeError::Io { what: format!("reading {}", path.display()), source })?;
     // JSON first: GeoJSON files are large and serde_json is much faster than the YAML parser.
@@ -115,18 +122,14 @@ fn load_fences(path: &Path) -> Result<FenceIndex, AnalyzeError> {
         Err(_) => serde_yaml::from_str(&text)
             .map_err(|e| AnalyzeError::Usage(format!("{} is not JSON or YAML: {e}", path.display())))?,
     };
-    let specs = if value.get("type").and_then(Value::as_str) == Some("FeatureCollection") {
-        fences_from_geojson(&value, path)?
+    if value.get("type").and_then(Value::as_str) == Some("FeatureCollection") {
+        fences_from_geojson(&value, path)
     } else if value.is_array() {
         serde_json::from_value::<Vec<FenceSpec>>(value)
-            .map_err(|e| AnalyzeError::Usage(format!("{}: not a list of fence specs: {e}", path.display())))?
+            .map_err(|e| AnalyzeError::Usage(format!("{}: not a list of fence specs: {e}", path.display())))
     } else {
-        return Err(AnalyzeError::Usage(format!(
-            "{}: expected a GeoJSON FeatureCollection or a list of fence specs",
-            path.display()
-        )));
-    };
-    FenceIndex::build(&specs).map_err(|e| AnalyzeError::Usage(format!("{}: {e}", path.display())))
+        Err(AnalyzeError::Usage(format!("{}: expected a GeoJSON FeatureCollection or a list of fence specs", path.display())))
+    }
 }
 
 /// What `analyze` wrote.

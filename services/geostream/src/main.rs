@@ -9,6 +9,7 @@ mod analyze;
 mod config;
 mod decode;
 mod feeds_cli;
+mod registry_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,12 @@ enum Command {
     /// Manage the feed registry.
     #[command(subcommand)]
     Feeds(feeds_cli::FeedsCommand),
+    /// Manage the fence registry (`<tenant>.fences`) the processor evaluates.
+    #[command(subcommand)]
+    Fences(registry_cli::RegistryCommand),
+    /// Manage the analytic registry (`<tenant>.analytics`) the processor runs.
+    #[command(subcommand)]
+    Analytics(registry_cli::RegistryCommand),
     /// Print the operator's CustomResourceDefinitions as YAML.
     Crdgen,
     /// Decode a file offline: observations as GeoJSON lines on stdout, a summary on stderr.
@@ -85,6 +92,8 @@ enum CliError {
     #[error(transparent)]
     Feeds(#[from] feeds_cli::FeedsError),
     #[error(transparent)]
+    Registry(#[from] registry_cli::RegistryCliError),
+    #[error(transparent)]
     Ingest(#[from] geostream_ingest::stage::StageError),
     #[error(transparent)]
     Sink(#[from] geostream_sink::stage::StageError),
@@ -108,6 +117,7 @@ impl CliError {
             CliError::Analyze(analyze::AnalyzeError::Usage(_)) => 64,
             CliError::Analyze(analyze::AnalyzeError::Io { .. }) => 74,
             CliError::Feeds(e) => e.exit_code(),
+            CliError::Registry(e) => e.exit_code(),
             CliError::Ingest(_) => 74, // EX_IOERR: the volume or a port, not the config
             // The sink's start-up errors are client construction from configuration (URL, Kafka properties).
             CliError::Sink(_) | CliError::Missing { .. } => 78,
@@ -185,6 +195,36 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         }
                         feeds_cli::run(cmd, &client).await
                     })?;
+                    print!("{out}");
+                    Ok(())
+                }
+                Command::Fences(cmd) => {
+                    let topic = geostream_processor::registry::RegistryTopic::new(
+                        feeds_cli::client_properties(valid.config.kafka_properties()),
+                        valid.naming.topic(&valid.tenant, geostream_model::TopicKind::Fences),
+                    );
+                    let load = |p: &std::path::Path| analyze::read_fence_specs(p).map_err(|e| e.to_string());
+                    let describe = |f: &geostream_model::FenceSpec| {
+                        let shape = match &f.geometry {
+                            geostream_model::FenceShape::Circle { radius_m, .. } => format!("circle {radius_m} m"),
+                            geostream_model::FenceShape::Geometry(_) => "polygon".to_owned(),
+                        };
+                        format!("{}\t{shape}{}", f.name, if f.enabled { "" } else { "\tdisabled" })
+                    };
+                    let out = runtime()?.block_on(registry_cli::run(cmd, &topic, load, describe))?;
+                    print!("{out}");
+                    Ok(())
+                }
+                Command::Analytics(cmd) => {
+                    let topic = geostream_processor::registry::RegistryTopic::new(
+                        feeds_cli::client_properties(valid.config.kafka_properties()),
+                        valid.naming.topic(&valid.tenant, geostream_model::TopicKind::Analytics),
+                    );
+                    let load = |p: &std::path::Path| analyze::load_specs(p).map_err(|e| e.to_string());
+                    let describe = |a: &geostream_analytics::spec::AnalyticSpec| {
+                        format!("{}{}", a.analytic.name(), if a.enabled { "" } else { "\tdisabled" })
+                    };
+                    let out = runtime()?.block_on(registry_cli::run(cmd, &topic, load, describe))?;
                     print!("{out}");
                     Ok(())
                 }

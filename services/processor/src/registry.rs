@@ -13,13 +13,15 @@ use geostream_model::FenceSpec;
 use serde::de::DeserializeOwned;
 
 /// A spec kept in a registry.
-pub trait RegistrySpec: Clone + PartialEq + DeserializeOwned {
+pub trait RegistrySpec: Clone + PartialEq + DeserializeOwned + serde::Serialize {
     /// What the registry holds, for messages.
     const WHAT: &'static str;
     /// The id (the record key).
     fn id(&self) -> &str;
     /// The version; only increases.
     fn version(&self) -> u64;
+    /// Sets the version (the CLI raises it on every change).
+    fn set_version(&mut self, version: u64);
     /// Checks the spec on its own.
     fn check(&self) -> Result<(), String>;
 }
@@ -31,6 +33,9 @@ impl RegistrySpec for FenceSpec {
     }
     fn version(&self) -> u64 {
         self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
     }
     fn check(&self) -> Result<(), String> {
         self.validate().map_err(|e| e.to_string())?;
@@ -45,6 +50,9 @@ impl RegistrySpec for AnalyticSpec {
     }
     fn version(&self) -> u64 {
         self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
     }
     fn check(&self) -> Result<(), String> {
         self.validate().map_err(|e| e.to_string())
