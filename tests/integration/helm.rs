@@ -31,6 +31,8 @@ fn chart_lints_renders_and_validates() {
         "kafka.bootstrap=kafka.acme:9092",
         "--set",
         "ingest.secretsSecret=acme-feed-secrets",
+        "--set",
+        "process.replicas=3",
     ];
 
     let mut lint = vec!["lint", "--strict", chart];
@@ -55,6 +57,7 @@ fn chart_lints_renders_and_validates() {
     let mut kinds = Vec::new();
     let mut config_toml = None;
     let mut ingest = None;
+    let mut process = None;
     for doc in serde_yaml::Deserializer::from_str(&rendered) {
         let v = serde_yaml::Value::deserialize(doc).expect("yaml");
         if v.is_null() {
@@ -65,16 +68,32 @@ fn chart_lints_renders_and_validates() {
             config_toml = v["data"]["geostream.toml"].as_str().map(str::to_owned);
         }
         if v["kind"] == "StatefulSet" {
-            ingest = Some(v);
+            match v["metadata"]["name"].as_str() {
+                Some("acme-geostream-ingest") => ingest = Some(v),
+                Some("acme-geostream-process") => process = Some(v),
+                other => panic!("unexpected StatefulSet {other:?}"),
+            }
         }
     }
     kinds.sort();
-    assert_eq!(kinds, ["ConfigMap", "Service", "ServiceAccount", "StatefulSet"]);
+    assert_eq!(kinds, ["ConfigMap", "Service", "Service", "ServiceAccount", "StatefulSet", "StatefulSet"]);
     let config: toml::Table = config_toml.expect("geostream.toml in the ConfigMap").parse().expect("valid TOML");
     assert_eq!(config["tenant"].as_str(), Some("acme-ports"));
     assert_eq!(config["kafka"]["bootstrap"].as_str(), Some("kafka.acme:9092"));
     assert_eq!(config["ingest"]["secrets_dir"].as_str(), Some("/var/run/secrets/geostream"));
     assert!(config["ingest"]["spool_max_bytes"].as_integer().is_some_and(|b| b > 0));
+    assert_eq!(config["process"]["lateness_s"].as_integer(), Some(60));
+    assert_eq!(config["process"]["partitions"].as_integer(), config["ingest"]["partitions"].as_integer());
+
+    // Processors: the replicas asked for, each its own volume, and its pod name as its instance
+    // name (the transactional id must survive a restart of the pod).
+    let sts = process.expect("the process StatefulSet");
+    assert_eq!(sts["spec"]["replicas"].as_u64(), Some(3));
+    assert_eq!(sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as_str(), Some("data"));
+    let c = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"][0].as_str(), Some("process"));
+    let instance = c["env"].as_sequence().expect("env").iter().find(|e| e["name"] == "GEOSTREAM_PROCESS__INSTANCE");
+    assert_eq!(instance.expect("instance env")["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("metadata.name"));
 
     // Ingest: one replica on its own volume, non-root with a read-only root filesystem, its spool
     // on the volume, probes on the telemetry port, the feed secrets mounted where the config says.
@@ -92,8 +111,8 @@ fn chart_lints_renders_and_validates() {
     assert!(mounts.contains(&"/var/lib/geostream") && mounts.contains(&"/var/run/secrets/geostream"), "{mounts:?}");
     assert_eq!(pod["volumes"][1]["secret"]["secretName"].as_str(), Some("acme-feed-secrets"));
 
-    // Ingest can be left out of a release (e.g. a tenant fed only by another tenant's topics).
-    let mut off = vec!["template", "acme", chart, "--set", "ingest.enabled=false"];
+    // Stages can be left out of a release (e.g. a tenant fed only by another tenant's topics).
+    let mut off = vec!["template", "acme", chart, "--set", "ingest.enabled=false", "--set", "process.enabled=false"];
     off.extend(values);
     let out = run(&helm, &off);
     assert!(out.status.success(), "{}", text(&out));
