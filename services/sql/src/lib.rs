@@ -5,8 +5,9 @@
 //! not build DataFusion.
 //!
 //! Must not: read or write files or the network (DDL, DML and `SET` are refused, no object
-//! store or URL tables are registered), read the wall clock into results (`now()` is the
-//! caller's business: window bounds are columns), panic on any input or query (DataFusion runs on
+//! store or URL tables are registered), let the wall clock or randomness into results (queries
+//! using `now()`, `random()`, `uuid()` or any other non-immutable function are refused; window
+//! bounds are columns), panic on any input or query (DataFusion runs on
 //! a thread of its own and a panic there is returned as [`SqlError::Panicked`]), or emit two
 //! aggregates with one id in a window (a duplicate key is an error). Results depend on the query
 //! and the observations alone: one partition, output sorted by bin key.
@@ -70,8 +71,8 @@
 //!
 //! DataFusion's own functions are there too: aggregates (`count`, `avg`, `min`, `max`, `sum`,
 //! `stddev`, `approx_percentile_cont`, ...), math, string and date/time functions (`date_bin`,
-//! `date_trunc`). Left out of the build: regex, crypto, encoding, unicode and nested (array)
-//! functions.
+//! `date_trunc`; `date_bin` takes only a literal origin). Left out of the build: regex, crypto,
+//! encoding, unicode and nested (array) functions.
 //!
 //! # Result rows to aggregates
 //!

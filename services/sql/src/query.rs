@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::DataFusionError;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::collect;
 use geostream_analytics::engine::WindowSql;
 use geostream_model::{Aggregate, AnalyticId, ErrorClass, Observation, Window};
@@ -27,6 +29,27 @@ const STACK_BYTES: usize = 16 * 1024 * 1024;
 /// next window runs in).
 fn sql_options() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+/// The first function in the plan whose result is not a function of its arguments alone
+/// (`now()`, `random()`, `uuid()`): it would make a window's aggregates depend on when or how
+/// often it ran, which breaks deterministic ids and replays.
+fn unstable_function(plan: &LogicalPlan) -> Result<Option<String>, DataFusionError> {
+    let mut found = None;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    found = Some(f.func.name().to_owned());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(found)
 }
 
 fn class_of(e: &DataFusionError) -> ErrorClass {
@@ -95,8 +118,9 @@ fn on_query_thread<T: Send>(analytic: &AnalyticId, f: impl FnOnce() -> T + Send)
 
 impl WindowQuery {
     /// Parses and plans `query` against the observations schema now, so a bad query (syntax,
-    /// unknown column or function, wrong types, a statement that is not a query, result columns
-    /// the aggregate mapping cannot use) is refused at registration with DataFusion's message
+    /// unknown column or function, wrong types, a statement that is not a query, a
+    /// non-reproducible function such as `now()`, result columns the aggregate mapping cannot
+    /// use) is refused at registration with DataFusion's message
     /// plus the analytic id, not at the first window.
     pub fn new(analytic: AnalyticId, query: &str) -> Result<Self, SqlError> {
         let refused = |message: String| SqlError::Query { analytic: analytic.to_string(), message };
@@ -119,6 +143,14 @@ impl WindowQuery {
         let planned: Result<Schema, DataFusionError> = on_query_thread(&analytic, || {
             runtime.block_on(async {
                 let df = ctx.sql_with_options(query, sql_options()).await?;
+                // Before optimizing: the optimizer folds `now()` into a constant.
+                if let Some(name) = unstable_function(df.logical_plan())? {
+                    return Err(DataFusionError::Plan(format!(
+                        "{name}() gives a different result each time the window is computed, so the \
+                         aggregates and their ids would not be reproducible; use window_start or window_end \
+                         for times"
+                    )));
+                }
                 let plan = df.create_physical_plan().await?;
                 collect(plan.clone(), ctx.task_ctx()).await?;
                 Ok(plan.schema().as_ref().clone())

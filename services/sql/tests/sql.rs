@@ -509,3 +509,44 @@ fn callable_and_droppable_inside_a_tokio_runtime() {
     });
     assert_eq!(n, data.len() as u64);
 }
+
+#[test]
+fn functions_that_are_not_reproducible_are_refused() {
+    for (sql, name) in [
+        ("SELECT feed, count(*) AS count FROM observations WHERE time < now() GROUP BY feed", "now()"),
+        ("SELECT id AS key, random() AS r FROM observations", "random()"),
+        ("SELECT id AS key FROM observations WHERE lon IN (SELECT random() FROM observations)", "random()"),
+    ] {
+        let msg = refused(sql);
+        assert!(msg.contains(name) && msg.contains("reproducible"), "{sql}: {msg}");
+    }
+}
+
+#[test]
+fn the_record_columns_and_time_buckets() {
+    use geostream_model::time::format_description::well_known::Rfc3339;
+    let data = sample();
+    let got = by_id("SELECT id AS key, feed, track, time, received FROM observations", &data);
+    for o in &data {
+        let a = &got[&o.id.to_string()];
+        assert_eq!(a.attributes["feed"], json!(o.feed.as_str()));
+        assert_eq!(a.attributes["track"], o.track.as_ref().map_or(Value::Null, |t| json!(t.as_str())));
+        assert_eq!(a.attributes["time"], json!(o.time.format(&Rfc3339).unwrap()));
+        assert_eq!(a.attributes["received"], json!(o.received.format(&Rfc3339).unwrap()));
+    }
+    // Counts per minute of event time (date_bin's default origin is the epoch), against the same
+    // bucketing done here.
+    let aggs =
+        q("SELECT date_bin(INTERVAL '1 minute', time) AS minute, count(*) AS count FROM observations GROUP BY minute")
+            .run(&window(), &data)
+            .unwrap();
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for o in &data {
+        let secs = o.time.unix_timestamp();
+        let minute = OffsetDateTime::from_unix_timestamp(secs - secs.rem_euclid(60)).unwrap();
+        *want.entry(minute.format(&Rfc3339).unwrap()).or_default() += 1;
+    }
+    assert!(want.len() > 2);
+    let got: BTreeMap<String, u64> = aggs.iter().map(|a| (a.bin.clone(), a.count)).collect();
+    assert_eq!(got, want);
+}
