@@ -550,3 +550,69 @@ fn the_record_columns_and_time_buckets() {
     let got: BTreeMap<String, u64> = aggs.iter().map(|a| (a.bin.clone(), a.count)).collect();
     assert_eq!(got, want);
 }
+
+/// The real USGS week of earthquakes (1,707 features): per H3 cell count, mean and max magnitude
+/// and centroid, against the same statistics computed here.
+#[test]
+fn real_earthquakes_per_h3_cell() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let path = std::path::Path::new(&dir).join("../codecs/tests/data/usgs_all_week_2018-02-07.geojson");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut data = Vec::new();
+    for f in doc["features"].as_array().unwrap() {
+        let c = f["geometry"]["coordinates"].as_array().unwrap();
+        let (lon, lat) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+        let t = OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(f["properties"]["time"].as_i64().unwrap()) * 1_000_000,
+        )
+        .unwrap();
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("mag".into(), f["properties"]["mag"].clone());
+        let track = TrackId::new(f["id"].as_str().unwrap()).unwrap();
+        data.push(
+            Observation::try_new(FeedId::new("usgs").unwrap(), Some(track), t, t, point(lon, lat), attrs).unwrap(),
+        );
+    }
+    assert_eq!(data.len(), 1707);
+    let start = data.iter().map(|o| o.time).min().unwrap().replace_nanosecond(0).unwrap();
+    let end = data.iter().map(|o| o.time).max().unwrap() + Duration::from_secs(1);
+    let week = Window::new(start, end).unwrap();
+
+    let aggs = q("SELECT h3_cell(st_point(lon, lat), 3) AS cell, count(*) AS count, \
+                  avg(attr_f64(attributes, 'mag')) AS mag_mean, max(attr_f64(attributes, 'mag')) AS mag_max, \
+                  st_point(avg(lon), avg(lat)) AS geometry FROM observations GROUP BY cell")
+    .run(&week, &data)
+    .unwrap();
+
+    // cell -> (count, magnitudes, lon sum, lat sum)
+    let mut want: BTreeMap<String, (u64, Vec<f64>, f64, f64)> = BTreeMap::new();
+    for o in &data {
+        let (x, y) = lon_lat(o).unwrap();
+        let cell = h3o::LatLng::new(y, x).unwrap().to_cell(h3o::Resolution::Three).to_string();
+        let e = want.entry(cell).or_default();
+        e.0 += 1;
+        e.1.extend(o.attributes["mag"].as_f64());
+        e.2 += x;
+        e.3 += y;
+    }
+    assert!(want.len() > 100, "{} cells", want.len());
+    assert_eq!(
+        aggs.iter().map(|a| a.bin.as_str()).collect::<Vec<_>>(),
+        want.keys().map(String::as_str).collect::<Vec<_>>()
+    );
+    for a in &aggs {
+        let (count, mags, sx, sy) = &want[&a.bin];
+        assert_eq!(a.count, *count, "{}", a.bin);
+        if mags.is_empty() {
+            assert!(a.values.is_empty());
+        } else {
+            let mean = mags.iter().sum::<f64>() / mags.len() as f64;
+            let max = mags.iter().copied().fold(f64::MIN, f64::max);
+            assert!((a.values["mag_mean"] - mean).abs() < 1e-9, "{}", a.bin);
+            assert_eq!(a.values["mag_max"], max, "{}", a.bin);
+        }
+        let Some(GeometryValue::Point { coordinates }) = a.geometry.as_ref().map(|g| &g.value) else { panic!() };
+        let n = *count as f64;
+        assert!((coordinates[0] - sx / n).abs() < 1e-9 && (coordinates[1] - sy / n).abs() < 1e-9);
+    }
+}
