@@ -16,6 +16,8 @@ use crate::point::{self, Parsed};
 /// cannot map is refused at registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
+    /// The column names the indices below refer to.
+    names: Vec<String>,
     key: Option<usize>,
     count: Option<usize>,
     geometry: Option<usize>,
@@ -86,7 +88,8 @@ impl Layout {
                 other.push(i);
             }
         }
-        Ok(Self { key, count, geometry, lon_lat, numeric, other })
+        let names = fields.iter().map(|f| f.name().clone()).collect();
+        Ok(Self { names, key, count, geometry, lon_lat, numeric, other })
     }
 }
 
@@ -107,6 +110,15 @@ pub(crate) fn collect(
     out: &mut BTreeMap<String, Aggregate>,
 ) -> Result<(), String> {
     let schema = batch.schema();
+    // The query is planned again per window; the indices are only valid if it gave the columns
+    // it gave at registration.
+    if schema.fields().iter().map(|f| f.name()).ne(layout.names.iter()) {
+        return Err(format!(
+            "the result columns changed since registration (a bug): {:?}, then {:?}",
+            layout.names,
+            schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+        ));
+    }
     let columns = batch.columns();
     let name = |i: usize| schema.field(i).name().as_str();
     let opts = FormatOptions::default();
