@@ -224,11 +224,10 @@ impl WindowSql for WindowQuery {
     }
 }
 
-/// What the engine holds to build a [`WindowSql`] for an analytic of kind `sql`: called with the
-/// analytic id and its query, it answers the query or the refusal as text.
-pub type SqlFactory = dyn Fn(&AnalyticId, &str) -> Result<Box<dyn WindowSql>, String> + Send + Sync;
-
-/// The factory the engine uses (`Box::new(geostream_sql::factory())` is a `Box<SqlFactory>`).
+/// Builds the [`WindowSql`] of an analytic of kind `sql` from its id and query; a refused query
+/// comes back as the error's text. The engine's factory takes the whole spec, so wiring it is
+/// one closure: `move |spec| match &spec.analytic { AnalyticKind::Sql { query, .. } =>
+/// f(&spec.id, query), _ => Err(..) }`.
 pub fn factory() -> impl Fn(&AnalyticId, &str) -> Result<Box<dyn WindowSql>, String> + Send + Sync {
     |analytic: &AnalyticId, query: &str| {
         WindowQuery::new(analytic.clone(), query).map(|q| Box::new(q) as Box<dyn WindowSql>).map_err(|e| e.to_string())

@@ -483,7 +483,9 @@ fn non_finite_values_are_refused() {
 #[test]
 fn the_factory_builds_a_window_sql_and_refuses_bad_queries() {
     let make = factory();
-    let boxed: Box<geostream_sql::SqlFactory> = Box::new(factory());
+    type Factory =
+        dyn Fn(&AnalyticId, &str) -> Result<Box<dyn geostream_analytics::engine::WindowSql>, String> + Send + Sync;
+    let boxed: Box<Factory> = Box::new(factory());
     let id = AnalyticId::new("per-feed").unwrap();
     let mut sql = make(&id, "SELECT feed, count(*) AS count FROM observations GROUP BY feed").unwrap();
     let data = sample();
