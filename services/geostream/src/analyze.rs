@@ -128,7 +128,10 @@ pub fn read_fence_specs(path: &Path) -> Result<Vec<FenceSpec>, AnalyzeError> {
         serde_json::from_value::<Vec<FenceSpec>>(value)
             .map_err(|e| AnalyzeError::Usage(format!("{}: not a list of fence specs: {e}", path.display())))
     } else {
-        Err(AnalyzeError::Usage(format!("{}: expected a GeoJSON FeatureCollection or a list of fence specs", path.display())))
+        Err(AnalyzeError::Usage(format!(
+            "{}: expected a GeoJSON FeatureCollection or a list of fence specs",
+            path.display()
+        )))
     }
 }
 

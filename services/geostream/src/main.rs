@@ -147,7 +147,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         return Ok(());
     }
     if let Command::Analyze(args) = &cli.command {
-        analyze::run(args, None)?;
+        let sql = geostream_sql::runner();
+        analyze::run(args, Some(&*sql))?;
         return Ok(());
     }
     let cfg = Config::load(cli.config.as_deref(), Config::env_provider())?;
@@ -291,7 +292,7 @@ fn run_process(valid: &config::Validated) -> Result<(), CliError> {
         partitions: pr.partitions,
         replication: pr.replication_factor,
         transaction_timeout: std::time::Duration::from_millis(pr.transaction_timeout_ms),
-        sql: None,
+        sql: Some(geostream_sql::runner()),
     };
     runtime()?.block_on(async {
         let telemetry = geostream_telemetry::Telemetry::new("process", valid.tenant.as_str());

@@ -148,7 +148,8 @@ pub async fn run<T: RegistrySpec + Send + 'static>(
             if !dry_run {
                 topic.ensure().await?;
             }
-            let registered = if dry_run && topic.topic().is_empty() { Registry::default() } else { read(topic).await? };
+            let registered =
+                if dry_run && topic.topic().is_empty() { Registry::default() } else { read(topic).await? };
             let steps = plan(wanted, &registered, prune).map_err(RegistryCliError::Invalid)?;
             let mut out = String::new();
             let (mut changed, mut kept) = (0, 0);
@@ -202,7 +203,11 @@ pub async fn run<T: RegistrySpec + Send + 'static>(
         RegistryCommand::Delete { id } => {
             let reg = read::<T>(topic).await?;
             if reg.get(&id).is_none() {
-                return Err(RegistryCliError::State(format!("{} {id:?} is not registered on {}", T::WHAT, topic.topic())));
+                return Err(RegistryCliError::State(format!(
+                    "{} {id:?} is not registered on {}",
+                    T::WHAT,
+                    topic.topic()
+                )));
             }
             topic.put(&id, None).await?;
             Ok(format!("deleted {} {id} from {}\n", T::WHAT, topic.topic()))
@@ -250,8 +255,8 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_before_anything_is_written() {
-        let e = plan(vec![spec("a", 0, 0), spec("b", 60, 0), spec("b", 60, 0)], &Registry::default(), false)
-            .unwrap_err();
+        let e =
+            plan(vec![spec("a", 0, 0), spec("b", 60, 0), spec("b", 60, 0)], &Registry::default(), false).unwrap_err();
         assert!(e.contains("threshold_s") && e.contains("analytic b is in the file twice"), "{e}");
     }
 }

@@ -17,7 +17,9 @@ use geostream_analytics::engine::{EngineConfig, Output};
 use geostream_analytics::spec::AnalyticSpec;
 use geostream_codecs::{CodecOptions, Context, Outcome, decode_all};
 use geostream_model::time::OffsetDateTime;
-use geostream_model::{Aggregate, DeadLetter, Event, FeedId, Format, Mapping, Naming, Observation, Stage, TenantId, TopicKind};
+use geostream_model::{
+    Aggregate, DeadLetter, Event, FeedId, Format, Mapping, Naming, Observation, Stage, TenantId, TopicKind,
+};
 use geostream_processor::task::{Accepted, PartitionTask};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -44,7 +46,9 @@ fn analytics() -> Vec<AnalyticSpec> {
         {"id": "motion", "analytic": {"kind": "motion", "max_speed_mps": 40.0}},
         {"id": "gaps", "analytic": {"kind": "gaps", "threshold_s": 120}},
         {"id": "bins", "analytic": {"kind": "bins", "cells": {"kind": "geohash", "precision": 3},
-         "window_s": 60, "properties": ["sog"]}}
+         "window_s": 60, "properties": ["sog_mps"]}},
+        {"id": "per-cell", "analytic": {"kind": "sql", "window_s": 180, "query":
+         "SELECT st_geohash(st_point(lon, lat), 2) AS cell, feed, count(*) AS count, avg(attr_f64(attributes, 'sog_mps')) AS sog_mps FROM observations GROUP BY cell, feed"}}
     ]))
     .unwrap()
 }
@@ -52,7 +56,8 @@ fn analytics() -> Vec<AnalyticSpec> {
 /// Real satellite AIS positions (the order of the capture, which is not event-time order, so some
 /// records are late on purpose).
 fn observations(n: usize) -> Vec<Observation> {
-    let path = geostream_tests::repo_root().join("services/codecs/tests/data/amsa_risky_exactearth_sat_ais_epochms_1.nmea");
+    let path =
+        geostream_tests::repo_root().join("services/codecs/tests/data/amsa_risky_exactearth_sat_ais_epochms_1.nmea");
     let bytes = std::fs::read(&path).unwrap();
     let mut codec = geostream_codecs::build(Format::Ais, &Mapping::default(), &CodecOptions::default()).unwrap();
     let ctx = Context::new(FeedId::new("sat-ais").unwrap(), OffsetDateTime::now_utc());
@@ -78,8 +83,15 @@ fn stragglers(input: &[Observation]) -> Vec<Observation> {
         .step_by(97)
         .map(|o| {
             let t = o.time - geostream_model::time::Duration::minutes(10);
-            Observation::try_new(o.feed.clone(), o.track.clone(), t, o.received, o.geometry.clone(), o.attributes.clone())
-                .unwrap()
+            Observation::try_new(
+                o.feed.clone(),
+                o.track.clone(),
+                t,
+                o.received,
+                o.geometry.clone(),
+                o.attributes.clone(),
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -178,6 +190,8 @@ fn read_all(bootstrap: &str, topic: &str) -> BTreeMap<i32, Vec<(i64, Vec<u8>)>> 
 /// What the processor must produce: the pure core run cleanly per partition over the records as
 /// Kafka holds them. Events by id; aggregates by (id, version); `late` dead letters by source.
 struct Expected {
+    /// Of the aggregates, how many the SQL analytic made.
+    sql: usize,
     events: BTreeSet<String>,
     aggregates: BTreeSet<(String, u32)>,
     late: BTreeSet<String>,
@@ -186,10 +200,10 @@ struct Expected {
 fn expected(bootstrap: &str, tenant: &TenantId) -> Expected {
     let obs_topic = topic(tenant, TopicKind::Observations);
     let specs = analytics();
-    let mut e = Expected { events: BTreeSet::new(), aggregates: BTreeSet::new(), late: BTreeSet::new() };
+    let mut e = Expected { sql: 0, events: BTreeSet::new(), aggregates: BTreeSet::new(), late: BTreeSet::new() };
     for (p, records) in read_all(bootstrap, &obs_topic) {
-        let config =
-            EngineConfig { specs: &specs, fences: Arc::new(FenceIndex::build([]).unwrap()), sql: None };
+        let sql = geostream_sql::runner();
+        let config = EngineConfig { specs: &specs, fences: Arc::new(FenceIndex::build([]).unwrap()), sql: Some(&*sql) };
         let mut task = PartitionTask::new(p, i128::from(LATENESS_S) * 1_000_000_000, -1, config).unwrap();
         let mut outs = Vec::new();
         for (offset, value) in records {
@@ -205,6 +219,7 @@ fn expected(bootstrap: &str, tenant: &TenantId) -> Expected {
                     e.events.insert(ev.id.to_string());
                 }
                 Output::Aggregate(mut a) => {
+                    e.sql += usize::from(a.kind.as_str() == "sql");
                     a.shard = Some(u32::try_from(p).unwrap());
                     a.refresh_id();
                     e.aggregates.insert((a.id.to_string(), a.version));
@@ -333,7 +348,8 @@ impl Proc {
                 cmd.env_remove(k);
             }
         }
-        let listen = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let listen =
+            format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
         let child = cmd
             .args(["--config", config.to_str().unwrap(), "process"])
             .env("GEOSTREAM_DATA_DIR", data)
@@ -437,8 +453,14 @@ fn kill_9_mid_stream_commits_every_result_exactly_once() {
     p.terminate();
 
     let want = expected(&bootstrap, &tenant);
-    eprintln!("clean run: {} events, {} aggregates, {} late", want.events.len(), want.aggregates.len(), want.late.len());
+    eprintln!(
+        "clean run: {} events, {} aggregates, {} late",
+        want.events.len(),
+        want.aggregates.len(),
+        want.late.len()
+    );
     assert!(want.events.len() > 50 && want.aggregates.len() > 50, "a test input that produces results");
+    assert!(want.sql > 5, "the SQL analytic produced per-cell rows");
     assert_eq!(want.late.len(), late.len(), "the stragglers and only they are late");
     check_exactly_once(&bootstrap, &tenant, &want);
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use geostream_model::{FeedId, FeedSpec};
 use geostream_kafka::{CompactedReader, TopicSpec, client_config};
+use geostream_model::{FeedId, FeedSpec};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 

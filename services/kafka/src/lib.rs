@@ -7,13 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext};
 
 /// A Kafka call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +111,11 @@ pub async fn ensure_topics(
 }
 
 /// The partition ids of `topic`, from the cluster's metadata.
-pub fn partitions_of<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, timeout: Duration) -> Result<Vec<i32>, KafkaOpError> {
+pub fn partitions_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaOpError> {
     let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| KafkaOpError::new(topic, "metadata", e))?;
     let mut partitions = Vec::new();
     for t in md.topics().iter().filter(|t| t.name() == topic) {
@@ -185,11 +189,7 @@ impl CompactedReader {
 
     /// Hands `apply` every record (key, value; `None` is a tombstone) until each partition reached
     /// its end, or fails after `timeout` without getting there. Blocking.
-    pub fn catch_up(
-        &mut self,
-        apply: &mut Apply<'_>,
-        timeout: Duration,
-    ) -> Result<(), KafkaOpError> {
+    pub fn catch_up(&mut self, apply: &mut Apply<'_>, timeout: Duration) -> Result<(), KafkaOpError> {
         let partitions = self.consumer.assignment().map(|a| a.count()).unwrap_or(1).max(1);
         let mut at_end = BTreeSet::new();
         let deadline = Instant::now() + timeout;

@@ -176,10 +176,7 @@ mod tests {
     #[test]
     fn compaction() {
         let compacted: Vec<_> = TopicKind::ALL.iter().filter(|k| k.is_compacted()).collect();
-        assert_eq!(
-            compacted,
-            [&TopicKind::Feeds, &TopicKind::Fences, &TopicKind::Analytics, &TopicKind::ProcessState]
-        );
+        assert_eq!(compacted, [&TopicKind::Feeds, &TopicKind::Fences, &TopicKind::Analytics, &TopicKind::ProcessState]);
     }
 
     #[test]

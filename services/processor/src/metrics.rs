@@ -50,7 +50,11 @@ impl ProcessMetrics {
     pub fn register(&self, r: &mut Registry) {
         r.register("process_records", "Input records consumed", self.records.clone());
         r.register("process_produced", "Records produced, by output", self.produced.clone());
-        r.register("process_dead_letters", "Records sent to the dead-letter topic, by reason", self.dead_letters.clone());
+        r.register(
+            "process_dead_letters",
+            "Records sent to the dead-letter topic, by reason",
+            self.dead_letters.clone(),
+        );
         r.register("process_transactions", "Kafka transactions committed", self.transactions.clone());
         r.register("process_aborted", "Kafka transactions aborted", self.aborted.clone());
         r.register("process_restored", "Partition states restored, by source", self.restored.clone());

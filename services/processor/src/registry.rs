@@ -195,7 +195,11 @@ impl RegistryTopic {
             Ok(result) => result,
             Err(e) => {
                 tracing::error!(error = %e, "registry reader task failed");
-                Err(geostream_kafka::KafkaOpError::new(&self.topic, "reader task", rdkafka::error::KafkaError::Canceled))
+                Err(geostream_kafka::KafkaOpError::new(
+                    &self.topic,
+                    "reader task",
+                    rdkafka::error::KafkaError::Canceled,
+                ))
             }
         }
     }

@@ -28,7 +28,8 @@ use geostream_analytics::FenceIndex;
 use geostream_analytics::engine::{EngineConfig, Output, SqlFactory};
 use geostream_analytics::spec::AnalyticSpec;
 use geostream_kafka::{
-    CompactedReader, KafkaOpError, ReaderConsumer, ReaderContext, TopicSpec, client_config, ensure_topics, partitions_of,
+    CompactedReader, KafkaOpError, ReaderConsumer, ReaderContext, TopicSpec, client_config, ensure_topics,
+    partitions_of,
 };
 use geostream_model::backoff::Backoff;
 use geostream_model::time::OffsetDateTime;
@@ -39,7 +40,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientContext, ClientConfig};
+use rdkafka::{ClientConfig, ClientContext};
 
 use crate::checkpoint::{CheckpointDir, CheckpointError, decode, encode};
 use crate::metrics::{PartitionLabel, ProcessMetrics};
@@ -402,8 +403,7 @@ impl Worker {
             }
         }
         let ctx = GroupContext { revoked: AtomicBool::new(false), assigned: Mutex::new(BTreeSet::new()) };
-        let consumer: BaseConsumer<GroupContext> =
-            ccfg.create_with_context(ctx).map_err(client("consumer"))?;
+        let consumer: BaseConsumer<GroupContext> = ccfg.create_with_context(ctx).map_err(client("consumer"))?;
         consumer.subscribe(&[topics.observations.as_str()]).map_err(client("subscribe"))?;
         let state_reader = StateReader::new(&s.kafka, &topics.state)?;
         self.health.set("kafka", true, format!("in group {group}, {inputs} input partitions"));
@@ -417,10 +417,13 @@ impl Worker {
 
             // Registry changes apply between batches, to every task at once, inside the transaction.
             let mut fences_changed = false;
-            fences_reader.poll(&mut |k, v| fences_changed |= note(&analytics.fences.apply(k, v), "fence"), Duration::ZERO)?;
+            fences_reader
+                .poll(&mut |k, v| fences_changed |= note(&analytics.fences.apply(k, v), "fence"), Duration::ZERO)?;
             let mut analytics_changed = false;
-            analytics_reader
-                .poll(&mut |k, v| analytics_changed |= note(&analytics.analytics.apply(k, v), "analytic"), Duration::ZERO)?;
+            analytics_reader.poll(
+                &mut |k, v| analytics_changed |= note(&analytics.analytics.apply(k, v), "analytic"),
+                Duration::ZERO,
+            )?;
             if fences_changed {
                 analytics.rebuild_index();
                 for (p, task) in &mut tasks {
@@ -542,7 +545,8 @@ impl Session<'_> {
         let lateness = i128::try_from(w.settings.lateness.as_nanos()).unwrap_or(i128::MAX);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.topics.observations, partition);
-        let committed = self.consumer.committed_offsets(tpl, Duration::from_secs(30)).map_err(client("committed offsets"))?;
+        let committed =
+            self.consumer.committed_offsets(tpl, Duration::from_secs(30)).map_err(client("committed offsets"))?;
         let committed = match committed.elements().first().map(|e| e.offset()) {
             Some(Offset::Offset(n)) => Some(n),
             _ => None,
@@ -675,13 +679,9 @@ impl Session<'_> {
                 }
             };
             match value {
-                Ok(value) => pending.push(Outgoing {
-                    topic: topic.clone(),
-                    partition: None,
-                    key: key.into_bytes(),
-                    value,
-                    kind,
-                }),
+                Ok(value) => {
+                    pending.push(Outgoing { topic: topic.clone(), partition: None, key: key.into_bytes(), value, kind })
+                }
                 Err(e) => tracing::error!(error = %e, "output not serialisable; dropped"),
             }
         }
@@ -735,9 +735,10 @@ impl Session<'_> {
     }
 
     fn transaction(&self, pending: &[Outgoing], offsets: &TopicPartitionList) -> Result<(), SessionError> {
-        let crash_here = self.worker.fault_abort_in_transaction.is_some_and(|n| {
-            n == self.worker.transactions.load(Ordering::Relaxed) + 1
-        });
+        let crash_here = self
+            .worker
+            .fault_abort_in_transaction
+            .is_some_and(|n| n == self.worker.transactions.load(Ordering::Relaxed) + 1);
         self.producer.begin_transaction().map_err(client("begin transaction"))?;
         for o in pending {
             let mut record = BaseRecord::<[u8], [u8]>::to(&o.topic).key(&o.key).payload(&o.value);

@@ -82,7 +82,12 @@ fn key(obs: &Observation) -> (i128, String) {
 
 impl PartitionTask {
     /// An empty task starting at input offset `next_offset` (-1: wherever the consumer starts).
-    pub fn new(partition: i32, lateness_ns: i128, next_offset: i64, config: EngineConfig<'_>) -> Result<Self, SpecError> {
+    pub fn new(
+        partition: i32,
+        lateness_ns: i128,
+        next_offset: i64,
+        config: EngineConfig<'_>,
+    ) -> Result<Self, SpecError> {
         Ok(Self {
             partition,
             lateness_ns: lateness_ns.max(0),
@@ -288,9 +293,10 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let jitter = (seed.wrapping_mul(6364136223846793005).wrapping_add((i as u64).wrapping_mul(1442695040888963407)) >> 33)
-                    as i64
-                    % (max_shift_s + 1);
+                let jitter =
+                    (seed.wrapping_mul(6364136223846793005).wrapping_add((i as u64).wrapping_mul(1442695040888963407))
+                        >> 33) as i64
+                        % (max_shift_s + 1);
                 (r.time.unix_timestamp_nanos() + i128::from(jitter) * S, i)
             })
             .collect();

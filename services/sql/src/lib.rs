@@ -98,5 +98,5 @@ mod results;
 mod table;
 
 pub use error::SqlError;
-pub use query::{WindowQuery, factory};
+pub use query::{WindowQuery, factory, runner};
 pub use table::{TABLE, schema};

@@ -233,3 +233,13 @@ pub fn factory() -> impl Fn(&AnalyticId, &str) -> Result<Box<dyn WindowSql>, Str
         WindowQuery::new(analytic.clone(), query).map(|q| Box::new(q) as Box<dyn WindowSql>).map_err(|e| e.to_string())
     }
 }
+
+/// The engine's SQL runner: builds a [`WindowQuery`] for each `sql` analytic of a spec set. The
+/// processor and `geostream analyze` hand it to `geostream_analytics::engine::EngineConfig`.
+pub fn runner() -> std::sync::Arc<geostream_analytics::engine::SqlFactory> {
+    let build = factory();
+    std::sync::Arc::new(move |spec: &geostream_analytics::spec::AnalyticSpec| match &spec.analytic {
+        geostream_analytics::spec::AnalyticKind::Sql { query, .. } => build(&spec.id, query),
+        other => Err(format!("analytic {} is a {} analytic, not sql", spec.id, other.name())),
+    })
+}
