@@ -473,3 +473,184 @@ async fn a_restart_mid_stream_loses_nothing_and_repeats_only_the_batch_in_flight
     assert_eq!(repeated, want);
     assert!(repeated.len() < BATCH);
 }
+
+#[tokio::test]
+async fn a_webhook_that_keeps_failing_dead_letters_each_event_after_max_attempts_in_order() {
+    let Some(bootstrap) = geostream_tests::service("KAFKA_BOOTSTRAP", "outputs max attempts") else { return };
+    let tenant = TenantId::new(geostream_tests::unique("outm")).unwrap();
+    let naming = Naming::default();
+    let events_topic = naming.topic(&tenant, TopicKind::Events);
+    let dl_topic = naming.topic(&tenant, TopicKind::Deadletter);
+    create_topics(&bootstrap, &[(&events_topic, 1), (&dl_topic, 1)]).await;
+    let all = events(5);
+    produce_events(&bootstrap, &events_topic, &all).await;
+    let receiver = Arc::new(Receiver::default());
+    receiver.down.store(true, Ordering::SeqCst);
+    let addr = serve(Arc::clone(&receiver)).await;
+    let mut hook = webhook("hook", &format!("http://{addr}/hook"), &[]);
+    hook.max_attempts = Some(3);
+    hook.max_backoff_ms = 50;
+
+    let telemetry = Telemetry::new("sink", tenant.as_str());
+    let stage = OutputsStage::start(settings(&tenant, &bootstrap, &[hook], 100), &telemetry).await.unwrap();
+    caught_up(&bootstrap, &consumer_group(&naming, &tenant), &events_topic).await;
+    let m = stage.metrics().clone();
+    stage.shutdown().await;
+
+    assert_eq!(receiver.refused.load(Ordering::SeqCst), 15, "three attempts per event");
+    assert_eq!(m.failed_of("hook", "server_error"), 15);
+    assert_eq!(m.retries_of("hook"), 10);
+    assert_eq!(m.dead_letters_of("hook", "rejected"), 5);
+    assert_eq!(m.sent_of("hook"), 0);
+    let dls: Vec<DeadLetter> =
+        read_topic(&bootstrap, &dl_topic).into_iter().map(|(_, v)| serde_json::from_slice(&v).unwrap()).collect();
+    let got: Vec<String> =
+        dls.iter().map(|d| serde_json::from_slice::<Event>(&d.raw).unwrap().id.to_string()).collect();
+    let want: Vec<String> = all.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(got, want, "one dead letter per event, in event order");
+    for d in &dls {
+        assert_eq!((d.reason, d.source.as_deref()), (ReasonCode::Rejected, Some("hook")));
+        assert!(d.detail.contains("answered 503") && d.detail.contains("attempt 3"), "{}", d.detail);
+    }
+}
+
+/// A TCP forwarder that can cut every connection and refuse new ones until it is restored.
+struct Forwarder {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Forwarder {
+    async fn start(upstream: SocketAddr) -> Forwarder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (tx, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(tx);
+        let (c, g) = (Arc::clone(&cut), Arc::clone(&generation));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else { return };
+                if c.load(Ordering::SeqCst) {
+                    drop(down);
+                    continue;
+                }
+                let mut gone = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = gone.changed() => {}
+                    }
+                });
+            }
+        });
+        Forwarder { addr, cut, generation }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn mqtt_over_tls_with_a_password_survives_a_cut_connection_without_losing_an_event() {
+    let Some(bootstrap) = geostream_tests::service("KAFKA_BOOTSTRAP", "outputs mqtt tls") else { return };
+    let Some(mqtt_url) = geostream_tests::service("MQTT_URL", "outputs mqtt tls") else { return };
+    let Some(mqtts_url) = geostream_tests::service("MQTTS_URL", "outputs mqtt tls") else { return };
+    let Some(ca_file) = geostream_tests::service("MQTT_CA_FILE", "outputs mqtt tls") else { return };
+    let Some(user) = geostream_tests::service("MQTT_USERNAME", "outputs mqtt tls") else { return };
+    let Some(password_file) = geostream_tests::service("MQTT_PASSWORD_FILE", "outputs mqtt tls") else { return };
+    let tenant = TenantId::new(geostream_tests::unique("outt")).unwrap();
+    let naming = Naming::default();
+    let events_topic = naming.topic(&tenant, TopicKind::Events);
+    create_topics(&bootstrap, &[(&events_topic, 1), (&naming.topic(&tenant, TopicKind::Deadletter), 1)]).await;
+
+    let port: u16 = mqtts_url.rsplit_once(':').unwrap().1.trim_end_matches('/').parse().unwrap();
+    let forwarder = Forwarder::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let prefix = geostream_tests::unique("geostream-tls");
+    let (sub, mut sub_loop) = AsyncClient::new(mqtt_options(&mqtt_url, &geostream_tests::unique("sub")), 1000);
+    sub.subscribe(format!("{prefix}/#"), QoS::AtLeastOnce).await.unwrap();
+    loop {
+        if let rumqttc::Event::Incoming(Packet::SubAck(_)) =
+            tokio::time::timeout(Duration::from_secs(10), sub_loop.poll()).await.unwrap().unwrap()
+        {
+            break;
+        }
+    }
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok(ev) = sub_loop.poll().await {
+            if let rumqttc::Event::Incoming(Packet::Publish(p)) = ev {
+                sink.lock().unwrap().push(serde_json::from_slice::<Event>(&p.payload).unwrap().id.to_string());
+            }
+        }
+    });
+    let wait_for = |n: usize| {
+        let received = Arc::clone(&received);
+        async move {
+            for _ in 0..300 {
+                if received.lock().unwrap().iter().collect::<BTreeSet<_>>().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("only {} distinct events arrived, {n} expected", received.lock().unwrap().len());
+        }
+    };
+
+    let mut out = webhook("tls", "http://unused", &[]);
+    out.webhook = None;
+    out.max_backoff_ms = 300;
+    out.mqtt = Some(MqttConfig {
+        url: format!("mqtts://localhost:{}", forwarder.addr.port()),
+        topic: format!("{prefix}/{{kind}}/{{id}}"),
+        qos: 1,
+        retain: false,
+        client_id: None,
+        username: Some(user),
+        password_ref: Some("outputs-test-mqtt-pass".into()),
+        ca_file: Some(ca_file.into()),
+        timeout_ms: 1_000,
+    });
+    let mut s = settings(&tenant, &bootstrap, &[out], 20);
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    std::fs::write(s.secrets_dir.as_mut().unwrap().join("outputs-test-mqtt-pass"), password).unwrap();
+
+    let all = events(200);
+    let (first, second) = all.split_at(100);
+    let telemetry = Telemetry::new("sink", tenant.as_str());
+    let stage = OutputsStage::start(s, &telemetry).await.unwrap();
+    produce_events(&bootstrap, &events_topic, first).await;
+    wait_for(100).await;
+    // The broker connection drops and stays unreachable while the second half is produced.
+    forwarder.cut();
+    produce_events(&bootstrap, &events_topic, second).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let during = received.lock().unwrap().len();
+    assert_eq!(during, 100, "nothing can arrive while the connection is cut");
+    forwarder.restore();
+    wait_for(200).await;
+    caught_up(&bootstrap, &consumer_group(&naming, &tenant), &events_topic).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = stage.metrics().clone();
+    stage.shutdown().await;
+
+    let got = received.lock().unwrap().clone();
+    let distinct: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(distinct, ids(&all), "every event arrived");
+    let duplicates = got.len() - distinct.len();
+    let retries = m.retries_of("tls");
+    eprintln!("mqtt cut: {} deliveries, {duplicates} duplicates, {retries} retries", got.len());
+    assert!(retries >= 1, "the cut made attempts fail");
+    assert!(duplicates as u64 <= retries, "a duplicate needs a retry: {duplicates} > {retries}");
+    assert_eq!(m.sent_of("tls"), 200);
+    assert_eq!(m.failed_of("tls", "timeout") + m.failed_of("tls", "broker"), retries);
+}
