@@ -324,7 +324,12 @@ async fn events_reach_webhook_mqtt_and_kafka_as_routed_with_retries_and_a_dead_l
     let mut kafka = webhook("kf", "http://unused", &[]);
     kafka.webhook = None;
     kafka.filter.fences = vec!["port-a".into()];
-    kafka.kafka = Some(KafkaOutputConfig { topic: copy_topic.clone(), bootstrap: None, properties: BTreeMap::new() });
+    // Named explicitly, as another cluster would be (here the same one).
+    kafka.kafka = Some(KafkaOutputConfig {
+        topic: copy_topic.clone(),
+        bootstrap: Some(bootstrap.clone()),
+        properties: BTreeMap::from([("linger.ms".to_owned(), "5".to_owned())]),
+    });
     let outputs = vec![webhook("hook", &format!("http://{addr}/hook"), &["enter", "exit"]), mqtt, kafka];
 
     produce_events(&bootstrap, &events_topic, &all).await;
@@ -415,8 +420,12 @@ async fn events_reach_webhook_mqtt_and_kafka_as_routed_with_retries_and_a_dead_l
     let text = telemetry.encode().unwrap();
     assert!(text.contains(r#"geostream_outputs_retries_total{stage="sink",tenant=""#), "{text}");
     assert!(text.contains(r#"output="hook"} 4"#), "{text}");
-    assert!(text.contains("geostream_outputs_event_lag_seconds"), "{text}");
-    assert!(text.contains("geostream_outputs_consumer_lag"), "{text}");
+    // The events are half an hour old: the lag says so.
+    let lag: f64 = m.event_lag.get_or_create(&geostream_outputs::metrics::OutputLabel { output: "hook".into() }).get();
+    assert!((1700.0..4000.0).contains(&lag), "event lag {lag}");
+    let lags: Vec<&str> = text.lines().filter(|l| l.starts_with("geostream_outputs_consumer_lag{")).collect();
+    assert_eq!(lags.len(), 2, "{text}");
+    assert!(lags.iter().all(|l| l.ends_with(" 0")), "{lags:?}");
     stage.shutdown().await;
 }
 
