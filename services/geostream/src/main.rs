@@ -345,11 +345,23 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
             Some(s) => Some(geostream_outputs::OutputsStage::start(s, &telemetry).await?),
             None => None,
         };
-        let sink = geostream_sink::stage::run(settings, &telemetry, shutdown_signal()).await;
-        if let Some(o) = outputs {
-            o.shutdown().await;
-        }
-        sink?;
+        let sink = match geostream_sink::stage::SinkStage::start(settings, &telemetry).await {
+            Ok(sink) => sink,
+            Err(e) => {
+                if let Some(o) = outputs {
+                    o.shutdown().await;
+                }
+                return Err(e.into());
+            }
+        };
+        shutdown_signal().await;
+        tracing::info!("sink shutting down");
+        // Both settle their batch in hand at the same time, within one termination grace period.
+        tokio::join!(sink.shutdown(), async {
+            if let Some(o) = outputs {
+                o.shutdown().await;
+            }
+        });
         Ok(())
     })
 }

@@ -20,18 +20,34 @@ pub const OUTPUT_HEADER: &str = "x-geostream-output";
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(key: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
-    #[allow(clippy::expect_used)]
-    let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    m.update(timestamp.to_string().as_bytes());
-    m.update(b".");
-    m.update(body);
-    m
+/// An HMAC key, prepared once per output.
+#[derive(Clone)]
+pub struct SigningKey(HmacSha256);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+impl SigningKey {
+    /// Prepares `key`; HMAC accepts any length, the error exists only in the `hmac` API.
+    pub fn new(key: &[u8]) -> Result<Self, VerifyError> {
+        HmacSha256::new_from_slice(key).map(Self).map_err(|_| VerifyError::BadKey)
+    }
+
+    fn mac(&self, timestamp: i64, body: &[u8]) -> HmacSha256 {
+        let mut m = self.0.clone();
+        m.update(timestamp.to_string().as_bytes());
+        m.update(b".");
+        m.update(body);
+        m
+    }
 }
 
 /// The value of [`SIGNATURE_HEADER`] for `body` signed at `timestamp`.
-pub fn sign(key: &[u8], timestamp: i64, body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(mac(key, timestamp, body).finalize().into_bytes()))
+pub fn sign(key: &SigningKey, timestamp: i64, body: &[u8]) -> String {
+    format!("sha256={}", hex::encode(key.mac(timestamp, body).finalize().into_bytes()))
 }
 
 /// Why a signature was refused.
@@ -49,6 +65,9 @@ pub enum VerifyError {
     /// The signature does not match the body and key.
     #[error("signature does not match")]
     Mismatch,
+    /// The key cannot be used for HMAC.
+    #[error("the key cannot be used for HMAC-SHA256")]
+    BadKey,
 }
 
 /// Checks a request the way a receiver should: timestamp within `tolerance_s` of `now`, then the
@@ -68,7 +87,7 @@ pub fn verify(
     }
     let hex_sig = signature_header.trim().strip_prefix("sha256=").ok_or(VerifyError::BadFormat)?;
     let sig = hex::decode(hex_sig).map_err(|_| VerifyError::BadFormat)?;
-    mac(key, ts, body).verify_slice(&sig).map_err(|_| VerifyError::Mismatch)
+    SigningKey::new(key)?.mac(ts, body).verify_slice(&sig).map_err(|_| VerifyError::Mismatch)
 }
 
 #[cfg(test)]
@@ -80,7 +99,7 @@ mod tests {
     fn matches_an_independent_hmac() {
         // `printf '%s' '1714564800.{"a":1}' | openssl dgst -sha256 -hmac 'Jefe'`
         assert_eq!(
-            sign(b"Jefe", 1_714_564_800, br#"{"a":1}"#),
+            sign(&SigningKey::new(b"Jefe").unwrap(), 1_714_564_800, br#"{"a":1}"#),
             "sha256=08d1419027c66fc66a1d78e101493ed7f85432f8ef3f20cbe1db3d98f9a8a2e8"
         );
     }
@@ -89,7 +108,8 @@ mod tests {
     fn verify_accepts_its_own_and_refuses_tampering_replays_and_garbage() {
         let key = b"shared key";
         let body = br#"{"type":"Feature"}"#;
-        let sig = sign(key, 1000, body);
+        let sig = sign(&SigningKey::new(key).unwrap(), 1000, body);
+        assert_eq!(format!("{:?}", SigningKey::new(key).unwrap()), "SigningKey(<redacted>)");
         assert_eq!(verify(key, "1000", &sig, body, 1010, 300), Ok(()));
         assert_eq!(verify(key, "1000", &sig, b"{}", 1010, 300), Err(VerifyError::Mismatch));
         assert_eq!(verify(b"other", "1000", &sig, body, 1010, 300), Err(VerifyError::Mismatch));

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use crate::OutputError;
 use crate::retry::{FailReason, Failure, Outcome, classify_status, excerpt, parse_retry_after};
 use crate::secrets::Secrets;
-use crate::signature::{EVENT_ID_HEADER, OUTPUT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+use crate::signature::{EVENT_ID_HEADER, OUTPUT_HEADER, SIGNATURE_HEADER, SigningKey, TIMESTAMP_HEADER, sign};
 use crate::spec::{OutputName, WebhookTarget};
 use crate::stage::Item;
 
@@ -17,7 +17,7 @@ const BODY_EXCERPT: usize = 512;
 pub struct WebhookSender {
     client: reqwest::Client,
     url: String,
-    key: Vec<u8>,
+    key: SigningKey,
     headers: HeaderMap,
 }
 
@@ -45,7 +45,8 @@ impl WebhookSender {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| config(format!("HTTP client: {e}")))?;
-        Ok(Self { client, url: target.url.clone(), key: key.into_bytes(), headers })
+        let key = SigningKey::new(key.as_bytes()).map_err(|e| config(e.to_string()))?;
+        Ok(Self { client, url: target.url.clone(), key, headers })
     }
 
     /// One attempt.
