@@ -172,6 +172,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 v.naming.topic(&v.tenant, geostream_model::TopicKind::Observations),
                 v.telemetry_listen
             );
+            if !v.outputs.is_empty() {
+                println!("outputs (group {}):", geostream_outputs::stage::consumer_group(&v.naming, &v.tenant));
+                for o in &v.outputs {
+                    println!("  {}", o.describe());
+                }
+            }
             Ok(())
         }
         Command::Crdgen => Err(not_implemented("crdgen", 6, "Helm chart per tenant and the geostream operator")),

@@ -496,6 +496,26 @@ fn the_sink_process_runs_configured_outputs_beside_the_sink_and_stops_both_on_si
 }
 
 #[test]
+fn config_check_lists_the_outputs_with_their_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("geostream.toml");
+    std::fs::write(
+        &config,
+        "tenant = \"acme\"\n[[outputs]]\nname = \"ops\"\n[outputs.filter]\nkinds = [\"gap\"]\n\
+         [outputs.webhook]\nurl = \"https://ops.example/h\"\nsecret_ref = \"k\"\n",
+    )
+    .unwrap();
+    let out = geostream(&["--config", config.to_str().unwrap(), "config", "check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("outputs (group geostream-acme-outputs):"), "{text}");
+    assert!(
+        text.contains("ops: webhook POST https://ops.example/h; kinds gap; dead-lettered after 8 attempts"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_missing_output_secret_stops_the_sink_with_a_config_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("geostream.toml");

@@ -290,6 +290,47 @@ pub struct OutputSpec {
     pub target: Target,
 }
 
+impl OutputSpec {
+    /// One line for people (`geostream config check`): where it delivers and what it receives.
+    pub fn describe(&self) -> String {
+        let target = match &self.target {
+            Target::Webhook(w) => format!("webhook POST {}", w.url),
+            Target::Mqtt(m) => format!(
+                "mqtt {}://{}:{} topic {} qos {}",
+                if m.broker.tls { "mqtts" } else { "mqtt" },
+                m.broker.host,
+                m.broker.port,
+                m.topic.as_str(),
+                m.qos
+            ),
+            Target::Kafka(k) => match &k.bootstrap {
+                Some(b) => format!("kafka topic {} on {b}", k.topic),
+                None => format!("kafka topic {}", k.topic),
+            },
+        };
+        let f = &self.filter;
+        let mut what = Vec::new();
+        let mut list = |name: &str, items: Vec<&str>| {
+            if !items.is_empty() {
+                what.push(format!("{name} {}", items.join("|")));
+            }
+        };
+        list("kinds", f.kinds.iter().map(|k| k.as_str()).collect());
+        list("analytics", f.analytics.iter().map(|a| a.as_str()).collect());
+        list("feeds", f.feeds.iter().map(|a| a.as_str()).collect());
+        list("fences", f.fences.iter().map(|a| a.as_str()).collect());
+        if !f.retracted {
+            what.push("no retractions".into());
+        }
+        let what = if what.is_empty() { "every event".to_owned() } else { what.join(", ") };
+        let attempts = match self.max_attempts {
+            0 => "retried until delivered".to_owned(),
+            n => format!("dead-lettered after {n} attempts"),
+        };
+        format!("{}: {target}; {what}; {attempts}", self.name)
+    }
+}
+
 /// One invalid value: the key, what is wrong, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -669,6 +710,44 @@ mod tests {
         assert!(problems[4].fix.contains("exactly one"), "{:?}", problems[4]);
         assert!(problems[5].problem.contains("earlier output"), "{:?}", problems[5]);
         assert!(problems[10].problem.contains("nope"), "{:?}", problems[10]);
+    }
+
+    #[test]
+    fn descriptions_say_where_and_what() {
+        let mut w = webhook_output("ops");
+        w.filter.kinds = vec!["enter".into(), "exit".into()];
+        w.filter.fences = vec!["port-a".into()];
+        w.filter.retracted = false;
+        let mut m = webhook_output("alerts");
+        m.webhook = None;
+        m.mqtt = Some(MqttConfig {
+            url: "mqtts://broker".into(),
+            topic: "g/{kind}".into(),
+            qos: 0,
+            retain: false,
+            client_id: None,
+            username: None,
+            password_ref: None,
+            ca_file: None,
+            timeout_ms: 1000,
+        });
+        let mut k = webhook_output("copy");
+        k.webhook = None;
+        k.kafka = Some(KafkaOutputConfig {
+            topic: "t".into(),
+            bootstrap: Some("b:9092".into()),
+            properties: BTreeMap::new(),
+        });
+        let lines: Vec<String> = validate(&[w, m, k]).unwrap().iter().map(OutputSpec::describe).collect();
+        assert_eq!(
+            lines,
+            [
+                "ops: webhook POST https://ops.example/hooks; kinds enter|exit, fences port-a, no retractions; \
+                 dead-lettered after 8 attempts",
+                "alerts: mqtt mqtts://broker:8883 topic g/{kind} qos 0; every event; retried until delivered",
+                "copy: kafka topic t on b:9092; every event; retried until delivered",
+            ]
+        );
     }
 
     #[test]
