@@ -663,3 +663,51 @@ async fn mqtt_over_tls_with_a_password_survives_a_cut_connection_without_losing_
     assert_eq!(m.sent_of("tls"), 200);
     assert_eq!(m.failed_of("tls", "timeout") + m.failed_of("tls", "broker"), retries);
 }
+
+#[tokio::test]
+async fn events_of_aborted_transactions_are_never_delivered() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let Some(bootstrap) = geostream_tests::service("KAFKA_BOOTSTRAP", "outputs read committed") else { return };
+    let tenant = TenantId::new(geostream_tests::unique("outx")).unwrap();
+    let naming = Naming::default();
+    let events_topic = naming.topic(&tenant, TopicKind::Events);
+    create_topics(&bootstrap, &[(&events_topic, 1), (&naming.topic(&tenant, TopicKind::Deadletter), 1)]).await;
+    let all = events(30);
+    // As the processor writes them: in transactions; the middle one is aborted.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", geostream_tests::unique("outputs-test-tx"))
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    for (i, chunk) in all.chunks(10).enumerate() {
+        producer.begin_transaction().unwrap();
+        for e in chunk {
+            let payload = serde_json::to_vec(e).unwrap();
+            let key = e.track.as_ref().unwrap().as_str().to_owned();
+            producer.send(BaseRecord::to(&events_topic).key(&key).payload(&payload)).unwrap();
+        }
+        // Delivery reports are served by polling; abort needs them in.
+        producer.flush(Duration::from_secs(30)).unwrap();
+        if i == 1 {
+            producer.abort_transaction(Duration::from_secs(30)).unwrap();
+        } else {
+            producer.commit_transaction(Duration::from_secs(30)).unwrap();
+        }
+    }
+    let receiver = Arc::new(Receiver::default());
+    let addr = serve(Arc::clone(&receiver)).await;
+    let hook = webhook("hook", &format!("http://{addr}/hook"), &[]);
+    let telemetry = Telemetry::new("sink", tenant.as_str());
+    let stage = OutputsStage::start(settings(&tenant, &bootstrap, &[hook], 100), &telemetry).await.unwrap();
+    caught_up(&bootstrap, &consumer_group(&naming, &tenant), &events_topic).await;
+    let m = stage.metrics().clone();
+    stage.shutdown().await;
+    let accepted = receiver.accepted.lock().unwrap().clone();
+    let want = ids(all[..10].iter().chain(&all[20..]));
+    assert_eq!(accepted.keys().cloned().collect::<BTreeSet<_>>(), want);
+    assert_eq!(m.sent_of("hook"), 20);
+    let text = telemetry.encode().unwrap();
+    let lags: Vec<&str> = text.lines().filter(|l| l.starts_with("geostream_outputs_consumer_lag{")).collect();
+    assert!(lags.len() == 1 && lags[0].ends_with(" 0"), "transaction markers are not lag: {lags:?}");
+}

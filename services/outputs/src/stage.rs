@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use geostream_model::backoff::Backoff;
@@ -38,6 +38,9 @@ use crate::webhook::WebhookSender;
 
 /// First wait of a retry; doubles per failure up to the output's `max_backoff`.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
+
+/// With no events for this long, offsets that only moved past transaction markers are committed.
+const IDLE_COMMIT: Duration = Duration::from_secs(1);
 
 /// Timeout of producing a dead letter (retried until it succeeds or the stage stops).
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -141,6 +144,7 @@ impl OutputsStage {
             health,
             cancel: cancel.clone(),
             batches: Arc::clone(&batches),
+            committed: Mutex::new(BTreeMap::new()),
         };
         let task = tokio::spawn(worker.run());
         Ok(OutputsStage { cancel, task, batches, metrics })
@@ -206,6 +210,8 @@ struct Worker {
     health: Health,
     cancel: CancellationToken,
     batches: Arc<AtomicU64>,
+    /// The offsets this worker committed last, per partition.
+    committed: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 /// The batch was abandoned because the stage is stopping; its offsets stay uncommitted.
@@ -229,6 +235,9 @@ impl Worker {
                 while !self.cancel.is_cancelled() {
                     let batch = self.collect().await;
                     if batch.is_empty() {
+                        if !self.cancel.is_cancelled() && self.commit_skipped().await.is_err() {
+                            break;
+                        }
                         continue;
                     }
                     if self.settle(&batch).await.is_err() {
@@ -262,13 +271,11 @@ impl Worker {
         let s = &self.settings;
         let mut batch = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
+        let idle = tokio::time::Instant::now() + IDLE_COMMIT;
         while batch.len() < s.batch_max_records.max(1) {
-            let linger = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            // An empty batch returns after a quiet second, so offsets that only passed transaction
+            // markers still get committed (and lag reads 0 at rest).
+            let linger = tokio::time::sleep_until(deadline.unwrap_or(idle));
             tokio::select! {
                 () = self.cancel.cancelled() => break,
                 () = linger => break,
@@ -434,6 +441,39 @@ impl Worker {
             let e = next.entry((m.topic().to_owned(), m.partition())).or_insert(0);
             *e = (*e).max(m.offset() + 1);
         }
+        // The consumer's position can be past the last record when a transaction marker followed
+        // it; everything before the position was handed to this batch or was a marker.
+        for (key, position) in self.positions() {
+            if let Some(e) = next.get_mut(&key) {
+                *e = (*e).max(position);
+            }
+        }
+        self.commit_offsets(next).await
+    }
+
+    /// Commits partitions whose position moved without records (transaction markers, aborted
+    /// records skipped by read_committed) since the last commit.
+    async fn commit_skipped(&self) -> Result<(), Cancelled> {
+        let ahead: BTreeMap<(String, i32), i64> = {
+            let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+            self.positions().into_iter().filter(|(k, pos)| committed.get(k).is_none_or(|c| pos > c)).collect()
+        };
+        if ahead.is_empty() { Ok(()) } else { self.commit_offsets(ahead).await }
+    }
+
+    /// The consumer's position (next offset to hand out) per assigned partition that has one.
+    fn positions(&self) -> Vec<((String, i32), i64)> {
+        let Ok(list) = self.consumer.position() else { return Vec::new() };
+        list.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn commit_offsets(&self, next: BTreeMap<(String, i32), i64>) -> Result<(), Cancelled> {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in &next {
             if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
@@ -445,6 +485,7 @@ impl Worker {
             let list = tpl.clone();
             match tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await {
                 Ok(Ok(())) => {
+                    self.committed.lock().unwrap_or_else(|p| p.into_inner()).extend(next.clone());
                     self.publish_lag(next).await;
                     return Ok(());
                 }
