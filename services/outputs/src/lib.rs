@@ -2,7 +2,7 @@
 //! (signed HTTP POST), MQTT topics and Kafka topics — at least once and in order per output, with
 //! per-output dead letters and metrics. See `docs/outputs.md`.
 //!
-//! Layout: a pure core with no I/O ([`spec`] validation, [`route`], [`signature`], [`render`]
+//! Layout: a pure core with no I/O ([`spec`] validation, [`route()`], [`signature`], [`render`]
 //! for topic templates, [`retry`] decisions from status codes) and a thin async shell
 //! ([`webhook`], [`mqtt`], [`kafka`] senders and the Kafka loop in [`stage`]).
 //!
