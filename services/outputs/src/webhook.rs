@@ -83,8 +83,16 @@ impl WebhookSender {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, OffsetDateTime::now_utc()));
-        // The body only matters for people reading the dead letter; a failed read is not an error.
-        let body = response.bytes().await.unwrap_or_default();
+        // The body only matters for people reading the dead letter: read no more than the excerpt
+        // needs (a receiver may answer with a large page), and a failed read is not an error.
+        let mut response = response;
+        let mut body = Vec::new();
+        while body.len() <= BODY_EXCERPT * 4 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
         Outcome::Failed(Failure {
             reason,
             detail: format!("POST {} answered {status}: {}", self.url, excerpt(&body, BODY_EXCERPT)),
