@@ -7,5 +7,6 @@ mod ingest;
 mod kafka;
 mod kube;
 mod mqtt;
+mod outputs;
 mod search;
 mod sink;

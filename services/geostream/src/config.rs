@@ -20,8 +20,19 @@ pub const ENV_PREFIX: &str = "GEOSTREAM_";
 
 /// The top-level keys; environment variables naming anything else (for example `GEOSTREAM_CACHE`,
 /// which the test scripts use) are not configuration and are left alone.
-const TOP_LEVEL_KEYS: &[&str] =
-    &["tenant", "topic_prefix", "data_dir", "kafka", "elasticsearch", "telemetry", "log", "ingest", "process", "sink"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "tenant",
+    "topic_prefix",
+    "data_dir",
+    "kafka",
+    "elasticsearch",
+    "telemetry",
+    "log",
+    "ingest",
+    "process",
+    "sink",
+    "outputs",
+];
 
 /// The whole configuration of one geostream process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +58,9 @@ pub struct Config {
     pub process: ProcessConfig,
     /// The sink stage.
     pub sink: SinkConfig,
+    /// Event outputs (`[[outputs]]`: webhook, mqtt or kafka each), run by `geostream sink`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<geostream_outputs::OutputConfig>,
 }
 
 /// Settings of `geostream process`.
@@ -103,6 +117,11 @@ pub struct SinkConfig {
     pub request_timeout_ms: u64,
     /// `number_of_replicas` in the index templates; unset = the engine's default.
     pub index_replicas: Option<u32>,
+    /// Most events per batch of the event outputs: also the most a crash can deliver twice.
+    pub outputs_batch_max_records: usize,
+    /// Directory of mounted secrets named by outputs (`secret_ref`, `password_ref`);
+    /// `GEOSTREAM_SECRET_<NAME>` variables are the fallback.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl Default for SinkConfig {
@@ -114,6 +133,8 @@ impl Default for SinkConfig {
             max_backoff_ms: 30_000,
             request_timeout_ms: 60_000,
             index_replicas: None,
+            outputs_batch_max_records: 100,
+            secrets_dir: None,
         }
     }
 }
@@ -219,6 +240,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             process: ProcessConfig::default(),
             sink: SinkConfig::default(),
+            outputs: Vec::new(),
         }
     }
 }
@@ -286,6 +308,8 @@ pub struct Validated {
     pub telemetry_listen: SocketAddr,
     /// The parsed push receiver address.
     pub ingest_listen: SocketAddr,
+    /// The validated event outputs (empty: none configured).
+    pub outputs: Vec<geostream_outputs::OutputSpec>,
 }
 
 impl Config {
@@ -436,6 +460,7 @@ impl Config {
             ),
             ("max_backoff_ms", sk.max_backoff_ms > 0, "e.g. 30000"),
             ("request_timeout_ms", sk.request_timeout_ms > 0, "e.g. 60000"),
+            ("outputs_batch_max_records", sk.outputs_batch_max_records > 0, "e.g. 100"),
         ] {
             if !ok {
                 problems.push(Problem {
@@ -457,6 +482,13 @@ impl Config {
                         .into(),
             });
         }
+        let outputs = match geostream_outputs::spec::validate(&self.outputs) {
+            Ok(specs) => specs,
+            Err(found) => {
+                problems.extend(found.into_iter().map(|p| Problem { key: p.key, problem: p.problem, fix: p.fix }));
+                Vec::new()
+            }
+        };
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem {
                 key: "log.level".into(),
@@ -466,7 +498,7 @@ impl Config {
         }
         match (tenant, naming, telemetry_listen, ingest_listen) {
             (Some(tenant), Some(naming), Some(telemetry_listen), Some(ingest_listen)) if problems.is_empty() => {
-                Ok(Validated { config: self.clone(), tenant, naming, telemetry_listen, ingest_listen })
+                Ok(Validated { config: self.clone(), tenant, naming, telemetry_listen, ingest_listen, outputs })
             }
             _ => Err(ConfigError::Invalid(problems)),
         }
@@ -485,6 +517,7 @@ impl Config {
         if shown.elasticsearch.password.is_some() {
             shown.elasticsearch.password = Some("<redacted>".into());
         }
+        geostream_outputs::spec::redact(&mut shown.outputs);
         for (key, value) in shown.kafka.properties.iter_mut() {
             if key.contains("password") || key.contains("secret") || key.contains("token") {
                 *value = "<redacted>".into();
@@ -658,6 +691,46 @@ mod tests {
         let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["sink.batch_max_records", "sink.request_timeout_ms"]);
+    }
+
+    #[test]
+    fn outputs_load_from_the_file_validate_with_keys_and_print_masked() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "g.toml",
+                r#"tenant = "a"
+[[outputs]]
+name = "ops"
+max_attempts = 5
+[outputs.filter]
+kinds = ["enter", "exit"]
+[outputs.webhook]
+url = "https://ops.example/hooks"
+secret_ref = "ops-key"
+headers = { Authorization = "Bearer hunter2" }
+
+[[outputs]]
+name = "alerts"
+[outputs.mqtt]
+url = "mqtt://127.0.0.1:1883"
+topic = "geostream/{tenant}/{kind}/{track}"
+"#,
+            )?;
+            let c = Config::load(Some(Path::new("g.toml")), Config::env_provider()).unwrap();
+            let v = c.validate().unwrap();
+            assert_eq!(v.outputs.len(), 2);
+            assert_eq!((v.outputs[0].max_attempts, v.outputs[1].max_attempts), (5, 0));
+            let shown = c.to_redacted_toml().unwrap();
+            assert!(!shown.contains("hunter2") && shown.contains("ops-key"), "{shown}");
+            let back: Config = toml::from_str(&shown).unwrap();
+            assert_eq!(back.outputs.len(), 2);
+            Ok(())
+        });
+        let mut c = Config { tenant: Some("a".into()), ..Config::default() };
+        c.outputs = vec![toml::from_str("name = \"x\"\n[kafka]\ntopic = \"a b\"\n").unwrap()];
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["outputs[0].kafka.topic"]);
     }
 
     #[test]

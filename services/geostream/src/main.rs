@@ -99,6 +99,8 @@ enum CliError {
     Sink(#[from] geostream_sink::stage::StageError),
     #[error(transparent)]
     Process(#[from] geostream_processor::stage::StageError),
+    #[error(transparent)]
+    Outputs(#[from] geostream_outputs::OutputError),
     #[error("`geostream {stage}` needs `{key}`: {fix}")]
     Missing { stage: &'static str, key: &'static str, fix: &'static str },
     #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
@@ -121,6 +123,8 @@ impl CliError {
             CliError::Ingest(_) => 74, // EX_IOERR: the volume or a port, not the config
             // The sink's start-up errors are client construction from configuration (URL, Kafka properties).
             CliError::Sink(_) | CliError::Missing { .. } => 78,
+            // Outputs fail to start on their configuration only (a secret, a URL, Kafka properties).
+            CliError::Outputs(_) => 78,
             // The processor's start-up errors are its volume (checkpoint directory) or its thread.
             CliError::Process(_) => 74,
             CliError::NotImplemented { .. } => 69, // EX_UNAVAILABLE
@@ -169,6 +173,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 v.naming.topic(&v.tenant, geostream_model::TopicKind::Observations),
                 v.telemetry_listen
             );
+            if !v.outputs.is_empty() {
+                println!("outputs (group {}):", geostream_outputs::stage::consumer_group(&v.naming, &v.tenant));
+                for o in &v.outputs {
+                    println!("  {}", o.describe());
+                }
+            }
             Ok(())
         }
         Command::Crdgen => Err(not_implemented("crdgen", 6, "Helm chart per tenant and the geostream operator")),
@@ -337,8 +347,43 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
                 CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
             })?;
         tracing::info!(%addr, "telemetry listening");
-        geostream_sink::stage::run(settings, &telemetry, shutdown_signal()).await?;
+        // The outputs run beside the sink in the same process, in their own consumer group.
+        let outputs = match outputs_settings(valid) {
+            Some(s) => Some(geostream_outputs::OutputsStage::start(s, &telemetry).await?),
+            None => None,
+        };
+        let sink = match geostream_sink::stage::SinkStage::start(settings, &telemetry).await {
+            Ok(sink) => sink,
+            Err(e) => {
+                if let Some(o) = outputs {
+                    o.shutdown().await;
+                }
+                return Err(e.into());
+            }
+        };
+        shutdown_signal().await;
+        tracing::info!("sink shutting down");
+        // Both settle their batch in hand at the same time, within one termination grace period.
+        tokio::join!(sink.shutdown(), async {
+            if let Some(o) = outputs {
+                o.shutdown().await;
+            }
+        });
         Ok(())
+    })
+}
+
+/// The event outputs' settings, when any output is configured.
+fn outputs_settings(valid: &config::Validated) -> Option<geostream_outputs::OutputsSettings> {
+    let cfg = &valid.config;
+    (!valid.outputs.is_empty()).then(|| geostream_outputs::OutputsSettings {
+        tenant: valid.tenant.clone(),
+        naming: valid.naming.clone(),
+        kafka: cfg.kafka_properties(),
+        outputs: valid.outputs.clone(),
+        secrets_dir: cfg.sink.secrets_dir.clone(),
+        batch_max_records: cfg.sink.outputs_batch_max_records,
+        linger: std::time::Duration::from_millis(cfg.sink.linger_ms),
     })
 }
 

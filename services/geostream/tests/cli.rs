@@ -433,6 +433,106 @@ fn the_sink_process_installs_templates_becomes_ready_and_stops_on_sigterm() {
 }
 
 #[test]
+fn the_sink_process_runs_configured_outputs_beside_the_sink_and_stops_both_on_sigterm() {
+    let Some(bootstrap) = kafka("sink with outputs") else { return };
+    let Some(es) = geostream_tests::service("ELASTICSEARCH_URL", "sink with outputs") else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let tenant = format!("clioutputs{:x}", nanos & 0xffff_ffff);
+    let metrics_listen = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("geostream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[outputs]]\nname = \"ops\"\n[outputs.filter]\nkinds = [\"enter\"]\n[outputs.webhook]\n\
+             url = \"http://127.0.0.1:{}/hook\"\nsecret_ref = \"ops-key\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_geostream"));
+    sink.args(["--config", config.to_str().unwrap(), "sink"]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GEOSTREAM_") {
+            sink.env_remove(k);
+        }
+    }
+    let child = sink
+        .envs([
+            ("GEOSTREAM_TENANT", tenant.as_str()),
+            ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+            ("GEOSTREAM_ELASTICSEARCH__URL", es.as_str()),
+            ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
+            ("GEOSTREAM_SECRET_OPS_KEY", "k3y"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(Some(child));
+    let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("geostream-{tenant}-outputs")), "readiness names the outputs' group: {body}");
+    let (_, metrics) = get_until(&format!("http://{metrics_listen}/metrics"), &[0]);
+    assert!(
+        metrics.contains(r#"geostream_outputs_sent_total{stage="sink""#) && metrics.contains(r#"output="ops"}"#),
+        "{metrics}"
+    );
+
+    let child = child.0.take().unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sink exit: {:?}\n{stderr}", out.status);
+    assert!(stderr.contains("outputs stopped") && stderr.contains("sink stopped"), "{stderr}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        for kind in ["observations", "events", "aggregates", "latest"] {
+            let _ = http.delete(format!("{es}/_index_template/geostream-{tenant}-{kind}")).send().await;
+        }
+    });
+}
+
+#[test]
+fn config_check_lists_the_outputs_with_their_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("geostream.toml");
+    std::fs::write(
+        &config,
+        "tenant = \"acme\"\n[[outputs]]\nname = \"ops\"\n[outputs.filter]\nkinds = [\"gap\"]\n\
+         [outputs.webhook]\nurl = \"https://ops.example/h\"\nsecret_ref = \"k\"\n",
+    )
+    .unwrap();
+    let out = geostream(&["--config", config.to_str().unwrap(), "config", "check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("outputs (group geostream-acme-outputs):"), "{text}");
+    assert!(
+        text.contains("ops: webhook POST https://ops.example/h; kinds gap; dead-lettered after 8 attempts"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_output_secret_stops_the_sink_with_a_config_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("geostream.toml");
+    std::fs::write(
+        &config,
+        "tenant = \"acme\"\n[elasticsearch]\nurl = \"http://127.0.0.1:1\"\n[[outputs]]\nname = \"ops\"\n\
+         [outputs.webhook]\nurl = \"http://127.0.0.1:1/hook\"\nsecret_ref = \"not-set-anywhere-ops\"\n",
+    )
+    .unwrap();
+    let out =
+        geostream(&["--config", config.to_str().unwrap(), "sink"], &[("GEOSTREAM_TELEMETRY__LISTEN", "127.0.0.1:0")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("GEOSTREAM_SECRET_NOT_SET_ANYWHERE_OPS") && stderr.contains("output ops"), "{stderr}");
+}
+
+#[test]
 fn analyze_runs_the_analytics_over_decoded_observations() {
     let decoded = geostream(
         &[
