@@ -685,7 +685,8 @@ fn analyze_with_fences_runs_geofence_and_join_analytics() {
     assert_eq!(entered, joined_fences, "a fence is entered iff some observation was joined with it");
     assert!(stderr(&out).contains(&format!("{n_obs} joined")), "{}", stderr(&out));
 
-    // An invalid fence (a bow tie) is refused by name; SQL without the runner is refused too.
+    // An invalid fence (a bow tie) is refused by name; so is a SQL analytic naming an unknown column,
+    // before any input is read.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
@@ -695,10 +696,11 @@ fn analyze_with_fences_runs_geofence_and_join_analytics() {
     let out = run(bad.to_str().unwrap());
     assert_eq!(out.status.code(), Some(64));
     assert!(stderr(&out).contains("\"bowtie\""), "{}", stderr(&out));
-    std::fs::write(&spec, "- id: q\n  analytic: {kind: sql, query: 'select 1', window_s: 60}\n").unwrap();
+    std::fs::write(&spec, "- id: q\n  analytic: {kind: sql, query: 'select nosuch from observations', window_s: 60}\n")
+        .unwrap();
     let out = run(fences.to_str().unwrap());
     assert_eq!(out.status.code(), Some(64));
-    assert!(stderr(&out).contains("geostream-sql"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nosuch") && stderr(&out).contains('q'), "{}", stderr(&out));
 }
 
 #[test]
