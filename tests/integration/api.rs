@@ -164,6 +164,7 @@ async fn contract_on(engine: &str, var: &str) {
         ]),
         admin_token: Some(ADMIN.to_owned()),
         request_timeout: Duration::from_secs(30),
+        max_live_clients: 4,
     };
     let telemetry = Telemetry::new("api", tenant.as_str());
     let stage = ApiStage::start(settings, &telemetry).await.unwrap();
@@ -379,7 +380,8 @@ async fn api_answers_queries_and_ogc_features_on_opensearch() {
 
 /// The registry endpoints over real Kafka: PUT creates (201) at version 1, the same PUT again
 /// changes nothing, a changed spec gets version 2, GET and the list show it, a read token cannot
-/// write (403), DELETE leaves a tombstone (then 404), and the CLI's reader sees the same state.
+/// write (403), DELETE leaves a tombstone (then 404), and the processor's and ingest's own registry
+/// readers see the same state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_registry_round_trip_on_kafka() {
     let Some(bootstrap) = geostream_tests::service("KAFKA_BOOTSTRAP", "api registry") else { return };
@@ -397,6 +399,7 @@ async fn api_registry_round_trip_on_kafka() {
         tokens: BTreeMap::from([(tenant.to_string(), vec![READ.to_owned()])]),
         admin_token: Some(ADMIN.to_owned()),
         request_timeout: Duration::from_secs(5),
+        max_live_clients: 4,
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let http = reqwest::Client::new();
@@ -448,6 +451,24 @@ async fn api_registry_round_trip_on_kafka() {
     assert!(reg.get("gap-watch").is_none());
     let r = http.get(format!("{base}/analytics")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
+
+    // Feeds, read back through the ingest stage's own registry client.
+    let feed = |enabled: bool| json!({"type": "http-push-json", "source": {"kind": "http_push"}, "format": "geojson", "enabled": enabled});
+    let r = put("feeds/push-1", ADMIN, feed(true)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert!(r.headers()["location"].to_str().unwrap().ends_with("/feeds/push-1"));
+    assert_eq!(put("feeds/push-1", ADMIN, feed(false)).await.unwrap().json::<Value>().await.unwrap()["version"], 2);
+    let bad = json!({"type": "x", "source": {"kind": "carrier-pigeon"}, "format": "geojson"});
+    assert_eq!(put("feeds/push-2", ADMIN, bad).await.unwrap().status().as_u16(), 400);
+    let feeds =
+        geostream_ingest::registry::RegistryClient::new(kafka, Naming::default().topic(&tenant, TopicKind::Feeds));
+    let (state, _) = feeds.snapshot().await.unwrap();
+    let registered = state.get(&geostream_model::FeedId::new("push-1").unwrap()).unwrap();
+    assert_eq!((registered.version, registered.enabled), (2, false));
+    assert_eq!(state.len(), 1, "the refused feed was not written");
+    assert_eq!(del("feeds/push-1", ADMIN).await.unwrap().status().as_u16(), 204);
+    let (state, _) = feeds.snapshot().await.unwrap();
+    assert!(state.is_empty());
     stage.shutdown().await;
 }
 
@@ -499,6 +520,7 @@ async fn api_live_push_delivers_exactly_the_observations_in_the_box() {
         tokens: BTreeMap::from([(tenant.to_string(), vec![READ.to_owned()])]),
         admin_token: None,
         request_timeout: Duration::from_secs(5),
+        max_live_clients: 1,
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let pos = |o: &Observation| {
@@ -553,8 +575,29 @@ async fn api_live_push_delivers_exactly_the_observations_in_the_box() {
         }
     }
     assert_eq!(got, want, "exactly the observations inside the box, in order");
+    // One slot (max_live_clients = 1): a second client is turned away while the first is
+    // connected, and the slot is free again once the first goes.
+    let second = http.get(&url).bearer_auth(READ).send().await.unwrap();
+    assert_eq!(second.status().as_u16(), 503);
+    assert_eq!(second.headers()["content-type"], "application/problem+json");
     drop(resp);
-    stage.shutdown().await;
+    let mut again = None;
+    for _ in 0..100 {
+        let r = http.get(&url).bearer_auth(READ).send().await.unwrap();
+        if r.status().as_u16() == 200 {
+            again = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut again = again.expect("the slot of a client that left is given back");
+    // Stopping the stage ends a connected client's stream instead of waiting for it.
+    tokio::time::timeout(Duration::from_secs(20), stage.shutdown()).await.expect("shutdown waits for a live client");
+    let mut rest = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(20), again.chunk()).await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(rest.contains("event: ready"), "{rest}");
 }
 
 /// A client that does not read is dropped once its buffer is full, with a final `dropped` item.
@@ -568,7 +611,7 @@ async fn api_live_push_drops_a_slow_client_with_a_reason() {
     let topic = Naming::default().topic(&tenant, TopicKind::Observations);
     create_topic(&bootstrap, &topic, 1).await;
     let kafka = BTreeMap::from([("bootstrap.servers".to_owned(), bootstrap.clone())]);
-    let stream = open(&kafka, &topic, LiveFilter::default(), 4).await.unwrap();
+    let stream = open(&kafka, &topic, LiveFilter::default(), 4, None).await.unwrap();
     let mut stream = Box::pin(stream);
     assert_eq!(stream.next().await, Some(LiveItem::Ready));
     let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();

@@ -19,7 +19,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::params::Bbox;
 use crate::problem::ApiError;
@@ -76,13 +76,15 @@ impl LiveItem {
 /// Records a client may have waiting before it is dropped.
 pub const CLIENT_BUFFER: usize = 1024;
 
-/// Opens the stream for one client: the consumer is positioned at the current end of every
+/// Opens the stream for one client (holding `slot`, its share of the client limit, until the
+/// stream ends): the consumer is positioned at the current end of every
 /// partition before this returns, so everything produced after the answer's headers is delivered.
 pub async fn open(
     kafka: &BTreeMap<String, String>,
     topic: &str,
     filter: LiveFilter,
     buffer: usize,
+    slot: Option<OwnedSemaphorePermit>,
 ) -> Result<impl Stream<Item = LiveItem> + use<>, ApiError> {
     let mut cfg = ClientConfig::new();
     for (k, v) in kafka {
@@ -130,6 +132,8 @@ pub async fn open(
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&dropped);
     tokio::spawn(async move {
+        // The client's slot is held for as long as its consumer runs.
+        let _slot = slot;
         loop {
             // Waiting on the client's side too: a client that went away while the topic is quiet
             // must not keep its consumer until the next record.

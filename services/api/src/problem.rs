@@ -52,6 +52,9 @@ pub enum ApiError {
     /// The tenant, collection or item does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Too many live clients are connected; try again later.
+    #[error("{0}")]
+    Busy(String),
     /// The path exists but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(_) | ApiError::Kafka(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::Forbidden(_) => ("forbidden", "The token does not grant this request"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "The path does not answer this method"),
+            ApiError::Busy(_) => ("busy", "The API is at its limit of live clients"),
             ApiError::Upstream(_) => ("search-engine-unavailable", "The search engine could not answer"),
             ApiError::Kafka(_) => ("registry-unavailable", "The registry topics could not be read or written"),
             ApiError::TooLarge(_) => ("result-too-large", "The query matches too much to combine"),
@@ -130,6 +135,9 @@ impl IntoResponse for Failure {
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -150,6 +158,7 @@ mod tests {
             (ApiError::Forbidden("other tenant".into()), 403, "forbidden"),
             (ApiError::NotFound("no such item".into()), 404, "not-found"),
             (ApiError::MethodNotAllowed("POST".into()), 405, "method-not-allowed"),
+            (ApiError::Busy("full".into()), 503, "busy"),
             (ApiError::Upstream("refused".into()), 502, "search-engine-unavailable"),
             (ApiError::TooLarge("too many".into()), 400, "result-too-large"),
             (ApiError::Kafka("down".into()), 502, "registry-unavailable"),

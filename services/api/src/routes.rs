@@ -51,6 +51,11 @@ pub struct AppState {
     pub registries: Registries,
     /// librdkafka properties for live push.
     pub kafka: std::collections::BTreeMap<String, String>,
+    /// One permit per live client: each holds a Kafka consumer, so their number is bounded.
+    pub live_slots: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the stage stops: live streams end then, or the graceful shutdown would wait
+    /// for them forever.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 type App = State<Arc<AppState>>;
@@ -339,9 +344,12 @@ async fn live(State(app): App, Path(tenant): Path<String>, headers: HeaderMap, u
             }
         };
         let filter = LiveFilter { bbox: bbox_of(&q)?, feed: params::keyword("feed", get_param(&q, "feed"))? };
-        let stream =
-            crate::live::open(&app.kafka, &app.naming.topic(&app.tenant, topic), filter, crate::live::CLIENT_BUFFER)
-                .await?;
+        let slot = Arc::clone(&app.live_slots)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy("every live-push slot is taken (api.max_live_clients); retry later".into()))?;
+        let topic = app.naming.topic(&app.tenant, topic);
+        let stream = crate::live::open(&app.kafka, &topic, filter, crate::live::CLIENT_BUFFER, Some(slot)).await?;
+        let stream = futures::StreamExt::take_until(stream, app.shutdown.clone().cancelled_owned());
         let events = futures::StreamExt::map(stream, |item| Ok::<_, std::convert::Infallible>(item.to_sse()));
         Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
     };
@@ -632,6 +640,8 @@ mod tests {
                 analytics: geostream_processor::registry::RegistryTopic::new(kafka.clone(), "acme.analytics"),
             },
             kafka,
+            live_slots: Arc::new(tokio::sync::Semaphore::new(0)),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }))
     }
 
@@ -662,6 +672,7 @@ mod tests {
             ("GET", "/v1/acme/events?include_retracted=1", Some("r"), 400, Some("include_retracted")),
             ("GET", "/v1/acme/aggregates?limit=5", Some("r"), 400, Some("limit")),
             ("GET", "/v1/acme/live?kind=aggregates", Some("r"), 400, Some("kind")),
+            ("GET", "/v1/acme/live?kind=events", Some("r"), 503, None),
             ("GET", "/ogc/acme/collections/latest/items?datetime=soon", Some("r"), 400, Some("datetime")),
             ("GET", "/ogc/acme/collections/latest/items?f=html", Some("r"), 400, Some("f")),
             ("GET", "/ogc/acme/collections/nope", Some("r"), 404, None),

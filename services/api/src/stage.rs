@@ -42,6 +42,8 @@ pub struct ApiSettings {
     pub admin_token: Option<String>,
     /// Timeout of one request to the engine.
     pub request_timeout: Duration,
+    /// Most live-push clients at once (each holds a Kafka consumer).
+    pub max_live_clients: usize,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -95,12 +97,15 @@ impl ApiStage {
         if settings.tokens.values().all(Vec::is_empty) && settings.admin_token.is_none() {
             tracing::warn!("no API tokens are configured: every request will be refused with 401");
         }
+        let cancel = CancellationToken::new();
         let state = Arc::new(AppState {
             tenant: settings.tenant.clone(),
             naming: settings.naming.clone(),
             search: search.clone(),
             tokens: Tokens::new(&settings.tokens, settings.admin_token.clone()),
             kafka: settings.kafka.clone(),
+            live_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_live_clients)),
+            shutdown: cancel.clone(),
             registries: Registries {
                 feeds: RegistryClient::new(
                     settings.kafka.clone(),
@@ -120,7 +125,6 @@ impl ApiStage {
             .await
             .map_err(|source| StageError::Listen { addr: settings.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StageError::Listen { addr: settings.listen, source })?;
-        let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let app = router(state);
         let server = tokio::spawn(async move {
@@ -151,7 +155,7 @@ impl ApiStage {
         self.addr
     }
 
-    /// Stops accepting connections and lets requests in flight finish.
+    /// Stops accepting connections, ends live streams and lets other requests in flight finish.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         for (name, task) in [("server", self.server), ("probe", self.probe)] {

@@ -77,6 +77,8 @@ pub struct ApiConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Timeout of one request to the search engine, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Most live-push (SSE) clients at once; each holds one Kafka consumer. More answer 503.
+    pub max_live_clients: usize,
 }
 
 impl Default for ApiConfig {
@@ -87,6 +89,7 @@ impl Default for ApiConfig {
             tokens_file: None,
             admin_token_file: None,
             request_timeout_ms: 30_000,
+            max_live_clients: 256,
         }
     }
 }

@@ -395,6 +395,7 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
         tokens,
         admin_token,
         request_timeout: std::time::Duration::from_millis(api.request_timeout_ms),
+        max_live_clients: api.max_live_clients,
     };
     runtime()?.block_on(async {
         let telemetry = geostream_telemetry::Telemetry::new("api", valid.tenant.as_str());
