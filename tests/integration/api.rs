@@ -214,6 +214,9 @@ async fn contract_on(engine: &str, var: &str) {
     }
     let all = api.ok(&format!("{v1}/latest"), geo).await;
     assert_eq!(all["numberReturned"], newest.len(), "{engine}: latest without a box");
+    let fed = api.ok(&format!("{v1}/latest?feed=amsa-sat&limit=9999"), geo).await;
+    assert_eq!(fed["numberReturned"], newest.len(), "{engine}: every sample track is of feed amsa-sat");
+    assert_eq!(api.ok(&format!("{v1}/latest?feed=elsewhere"), geo).await["numberReturned"], 0);
 
     // A track's history: every observation of it, in time order, and the line through them.
     let mut per_track: HashMap<&str, Vec<&Observation>> = HashMap::new();
@@ -230,6 +233,20 @@ async fn contract_on(engine: &str, var: &str) {
     assert_eq!(body["line"]["geometry"]["type"], "LineString");
     let line: Vec<Value> = feats.iter().map(|f| json!([point(f).0, point(f).1])).collect();
     assert_eq!(body["line"]["geometry"]["coordinates"], json!(line));
+    // A time range keeps the points inside it, ends included.
+    let (from, to) = (times[1], times[times.len() - 2]);
+    let within = points.iter().filter(|o| o.time >= from && o.time <= to).count();
+    let ranged = api
+        .ok(
+            &format!(
+                "{v1}/tracks/{busy}?start={}&end={}",
+                from.format(&Rfc3339).unwrap(),
+                to.format(&Rfc3339).unwrap()
+            ),
+            geo,
+        )
+        .await;
+    assert_eq!(ranged["numberReturned"], within, "{engine}: history between {from} and {to}");
     // Paged by two, the history is the same.
     let mut path = format!("{v1}/tracks/{busy}?limit=2");
     let mut paged = Vec::new();
