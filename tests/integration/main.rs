@@ -2,6 +2,7 @@
 //! One binary for all of them keeps link time down on small machines.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod api;
 mod helm;
 mod ingest;
 mod kafka;

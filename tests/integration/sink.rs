@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 const SAMPLE: &str = "amsa_risky_exactearth_sat_ais_epochms_1.nmea";
 
 /// The first `n` distinct observations with a track decoded from the real AIS capture.
-fn sample(n: usize) -> Vec<Observation> {
+pub(crate) fn sample(n: usize) -> Vec<Observation> {
     let path = geostream_tests::repo_root().join("services/codecs/tests/data").join(SAMPLE);
     let bytes = std::fs::read(&path).unwrap();
     let mut codec = geostream_codecs::build(Format::Ais, &Mapping::default(), &CodecOptions::default()).unwrap();

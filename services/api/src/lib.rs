@@ -1,7 +1,22 @@
-//! The API stage: tenant-scoped queries (latest positions, tracks, events, aggregates), live push,
-//! the feed/fence/analytics registry over the compacted registry topics, and the map dashboard.
+//! The API stage: tenant-scoped queries (latest positions, tracks, events, aggregates) and OGC API
+//! – Features over the sink's indices, with bearer-token auth and RFC 7807 errors. See `docs/api.md`.
+//!
+//! Layout: a pure core ([`params`] parses and checks parameters, [`query`] builds the engine
+//! queries, [`shape`] turns answers into GeoJSON and sums aggregate shards, [`auth`] decides
+//! tokens, [`problem`] shapes errors) and a thin shell ([`search`] for the engine, [`routes`] for
+//! the handlers, [`stage`] for the server).
 //!
 //! Must not: write to search indices or hold registry state of its own; the registry topics are the
 //! source of truth.
-//!
-//! Status: arrives with the sink/API issue; `geostream api` says so until then.
+
+pub mod auth;
+pub mod live;
+pub mod openapi;
+pub mod params;
+pub mod problem;
+pub mod query;
+pub mod registry;
+pub mod routes;
+pub mod search;
+pub mod shape;
+pub mod stage;

@@ -32,6 +32,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "process",
     "sink",
     "outputs",
+    "api",
 ];
 
 /// The whole configuration of one geostream process.
@@ -61,6 +62,40 @@ pub struct Config {
     /// Event outputs (`[[outputs]]`: webhook, mqtt or kafka each), run by `geostream sink`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<geostream_outputs::OutputConfig>,
+    /// The api stage.
+    pub api: ApiConfig,
+}
+
+/// Settings of `geostream api`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the HTTP API.
+    pub listen: String,
+    /// Read tokens by tenant (`tokens.acme = ["..."]`); secrets, masked by `config print`. Use
+    /// either this or `tokens_file`.
+    pub tokens: BTreeMap<String, Vec<String>>,
+    /// A file of `<tenant> <token>` lines (a mounted secret); read at start.
+    pub tokens_file: Option<PathBuf>,
+    /// A file holding the admin token, which registry writes need; unset = no writes.
+    pub admin_token_file: Option<PathBuf>,
+    /// Timeout of one request to the search engine, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Most live-push (SSE) clients at once; each holds one Kafka consumer. More answer 503.
+    pub max_live_clients: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            tokens: BTreeMap::new(),
+            tokens_file: None,
+            admin_token_file: None,
+            request_timeout_ms: 30_000,
+            max_live_clients: 256,
+        }
+    }
 }
 
 /// Settings of `geostream process`.
@@ -241,6 +276,7 @@ impl Default for Config {
             process: ProcessConfig::default(),
             sink: SinkConfig::default(),
             outputs: Vec::new(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -310,6 +346,8 @@ pub struct Validated {
     pub ingest_listen: SocketAddr,
     /// The validated event outputs (empty: none configured).
     pub outputs: Vec<geostream_outputs::OutputSpec>,
+    /// The parsed API address.
+    pub api_listen: SocketAddr,
 }
 
 impl Config {
@@ -489,6 +527,47 @@ impl Config {
                 Vec::new()
             }
         };
+        let api_listen = match self.api.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(Problem {
+                    key: "api.listen".into(),
+                    problem: format!("{:?} is not an address: {e}", self.api.listen),
+                    fix: "use ip:port, e.g. 0.0.0.0:8080".into(),
+                });
+                None
+            }
+        };
+        if !self.api.tokens.is_empty() && self.api.tokens_file.is_some() {
+            problems.push(Problem {
+                key: "api.tokens".into(),
+                problem: "both api.tokens and api.tokens_file are set; which one holds the tokens would be a guess"
+                    .into(),
+                fix: "keep one of them (api.tokens_file for a mounted secret)".into(),
+            });
+        }
+        for (tenant, tokens) in &self.api.tokens {
+            if let Err(e) = tenant.parse::<TenantId>() {
+                problems.push(Problem {
+                    key: format!("api.tokens.{tenant}"),
+                    problem: e.to_string(),
+                    fix: "key the tokens by tenant id, e.g. tokens.acme = [\"...\"]".into(),
+                });
+            } else if tokens.iter().any(|t| t.trim().is_empty() || t.chars().any(char::is_whitespace)) {
+                problems.push(Problem {
+                    key: format!("api.tokens.{tenant}"),
+                    problem: "a token is empty or contains whitespace".into(),
+                    fix: "use tokens without spaces, e.g. from `openssl rand -hex 32`".into(),
+                });
+            }
+        }
+        if self.api.request_timeout_ms == 0 {
+            problems.push(Problem {
+                key: "api.request_timeout_ms".into(),
+                problem: "must be positive".into(),
+                fix: "e.g. 30000".into(),
+            });
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem {
                 key: "log.level".into(),
@@ -496,9 +575,19 @@ impl Config {
                 fix: "use a level (error, warn, info, debug, trace) or directives like geostream=debug".into(),
             });
         }
-        match (tenant, naming, telemetry_listen, ingest_listen) {
-            (Some(tenant), Some(naming), Some(telemetry_listen), Some(ingest_listen)) if problems.is_empty() => {
-                Ok(Validated { config: self.clone(), tenant, naming, telemetry_listen, ingest_listen, outputs })
+        match (tenant, naming, telemetry_listen, ingest_listen, api_listen) {
+            (Some(tenant), Some(naming), Some(telemetry_listen), Some(ingest_listen), Some(api_listen))
+                if problems.is_empty() =>
+            {
+                Ok(Validated {
+                    config: self.clone(),
+                    tenant,
+                    naming,
+                    telemetry_listen,
+                    ingest_listen,
+                    api_listen,
+                    outputs,
+                })
             }
             _ => Err(ConfigError::Invalid(problems)),
         }
@@ -518,6 +607,11 @@ impl Config {
             shown.elasticsearch.password = Some("<redacted>".into());
         }
         geostream_outputs::spec::redact(&mut shown.outputs);
+        for tokens in shown.api.tokens.values_mut() {
+            for t in tokens.iter_mut() {
+                *t = "<redacted>".into();
+            }
+        }
         for (key, value) in shown.kafka.properties.iter_mut() {
             if key.contains("password") || key.contains("secret") || key.contains("token") {
                 *value = "<redacted>".into();
@@ -734,6 +828,39 @@ topic = "geostream/{tenant}/{kind}/{track}"
     }
 
     #[test]
+    fn api_section_layers_and_validates() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "g.toml",
+                "tenant = \"a\"\n[api]\nlisten = \"127.0.0.1:9000\"\n[api.tokens]\na = [\"t1\"]\n",
+            )?;
+            jail.set_env("GEOSTREAM_API__ADMIN_TOKEN_FILE", "/run/secrets/admin");
+            let c = Config::load(Some(Path::new("g.toml")), Config::env_provider()).unwrap();
+            assert_eq!(c.api.tokens["a"], ["t1"]);
+            assert_eq!(c.api.admin_token_file.as_deref(), Some(Path::new("/run/secrets/admin")));
+            let v = c.validate().unwrap();
+            assert_eq!(v.api_listen.port(), 9000);
+            Ok(())
+        });
+        assert_eq!(
+            Config { tenant: Some("a".into()), ..Config::default() }.validate().unwrap().api_listen.port(),
+            8080
+        );
+        let mut c = Config { tenant: Some("a".into()), ..Config::default() };
+        c.api.listen = "8080".into();
+        c.api.tokens.insert("Not A Tenant".into(), vec!["t".into()]);
+        c.api.tokens.insert("b".into(), vec!["has space".into()]);
+        c.api.tokens_file = Some("/x".into());
+        c.api.request_timeout_ms = 0;
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["api.listen", "api.tokens", "api.tokens.Not A Tenant", "api.tokens.b", "api.request_timeout_ms"]
+        );
+    }
+
+    #[test]
     fn the_suggested_tenant_is_always_valid() {
         for raw in ["Acme Ports", "___", &"Very Long Harbour Authority Name ".repeat(3), "Ünïcode-Tenant"] {
             let s = suggest_tenant(raw);
@@ -748,8 +875,9 @@ topic = "geostream/{tenant}/{kind}/{track}"
         c.elasticsearch.password = Some("hunter2".into());
         c.kafka.properties.insert("sasl.password".into(), "s3cret".into());
         c.kafka.properties.insert("security.protocol".into(), "SASL_SSL".into());
+        c.api.tokens.insert("a".into(), vec!["tok-read-1".into()]);
         let shown = c.to_redacted_toml().unwrap();
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret") && !shown.contains("tok-read-1"), "{shown}");
         assert!(shown.contains("SASL_SSL") && shown.contains("elastic"), "{shown}");
         // What is printed must load back as configuration (minus the secrets).
         let back: Config = toml::from_str(&shown).unwrap();

@@ -66,6 +66,8 @@ enum Command {
     Analytics(registry_cli::RegistryCommand),
     /// Print the operator's CustomResourceDefinitions as YAML.
     Crdgen,
+    /// Print the API's OpenAPI document (the same as its `/openapi.json`).
+    Openapi,
     /// Decode a file offline: observations as GeoJSON lines on stdout, a summary on stderr.
     Decode(decode::DecodeArgs),
     /// Run analytics over observations offline: events and aggregates as GeoJSON lines on stdout.
@@ -101,10 +103,20 @@ enum CliError {
     Process(#[from] geostream_processor::stage::StageError),
     #[error(transparent)]
     Outputs(#[from] geostream_outputs::OutputError),
+    #[error(transparent)]
+    Api(#[from] geostream_api::stage::StageError),
     #[error("`geostream {stage}` needs `{key}`: {fix}")]
-    Missing { stage: &'static str, key: &'static str, fix: &'static str },
+    Missing {
+        stage: &'static str,
+        key: &'static str,
+        fix: &'static str,
+    },
     #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
-    NotImplemented { what: &'static str, issue: u32, title: &'static str },
+    NotImplemented {
+        what: &'static str,
+        issue: u32,
+        title: &'static str,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -127,6 +139,8 @@ impl CliError {
             CliError::Outputs(_) => 78,
             // The processor's start-up errors are its volume (checkpoint directory) or its thread.
             CliError::Process(_) => 74,
+            CliError::Api(geostream_api::stage::StageError::Client(_)) => 78,
+            CliError::Api(geostream_api::stage::StageError::Listen { .. }) => 74,
             CliError::NotImplemented { .. } => 69, // EX_UNAVAILABLE
             CliError::Other(_) => 1,
         }
@@ -148,6 +162,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
     // The offline decoder needs no configuration; a broken deployment config must not stop it.
     if let Command::Decode(args) = &cli.command {
         decode::run(args)?;
+        return Ok(());
+    }
+    if let Command::Openapi = &cli.command {
+        println!("{}", geostream_api::openapi::json());
         return Ok(());
     }
     if let Command::Analyze(args) = &cli.command {
@@ -191,7 +209,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Ingest => run_ingest(&valid),
                 Command::Process => run_process(&valid),
                 Command::Sink => run_sink(&valid),
-                Command::Api => Err(not_implemented("api", 5, "the query API and the map dashboard")),
+                Command::Api => run_api(&valid),
                 Command::Operator => Err(not_implemented("operator", 6, "the geostream operator")),
                 Command::Standalone { .. } => Err(not_implemented("standalone", 7, "One command to a working system")),
                 Command::Demo { .. } => Err(not_implemented("demo", 7, "One command to a working system")),
@@ -239,7 +257,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     print!("{out}");
                     Ok(())
                 }
-                Command::Config(_) | Command::Crdgen | Command::Decode(_) | Command::Analyze(_) => {
+                Command::Config(_) | Command::Crdgen | Command::Decode(_) | Command::Analyze(_) | Command::Openapi => {
                     unreachable!("handled above")
                 }
             }
@@ -384,6 +402,64 @@ fn outputs_settings(valid: &config::Validated) -> Option<geostream_outputs::Outp
         secrets_dir: cfg.sink.secrets_dir.clone(),
         batch_max_records: cfg.sink.outputs_batch_max_records,
         linger: std::time::Duration::from_millis(cfg.sink.linger_ms),
+    })
+}
+
+fn run_api(valid: &config::Validated) -> Result<(), CliError> {
+    let cfg = &valid.config;
+    let Some(url) = cfg.elasticsearch.url.clone() else {
+        return Err(CliError::Missing {
+            stage: "api",
+            key: "elasticsearch.url",
+            fix: "set it in the config file or GEOSTREAM_ELASTICSEARCH__URL=http://127.0.0.1:9200",
+        });
+    };
+    let api = &cfg.api;
+    let read_secret = |key: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            CliError::Config(config::ConfigError::Invalid(vec![config::Problem {
+                key: key.to_owned(),
+                problem: format!("{} cannot be read: {e}", path.display()),
+                fix: "mount the secret there or correct the path".into(),
+            }]))
+        })
+    };
+    let tokens = match &api.tokens_file {
+        None => api.tokens.clone(),
+        Some(path) => geostream_api::auth::Tokens::parse_file(&read_secret("api.tokens_file", path)?).map_err(|e| {
+            CliError::Config(config::ConfigError::Invalid(vec![config::Problem {
+                key: "api.tokens_file".into(),
+                problem: format!("{}: {e}", path.display()),
+                fix: "one `<tenant> <token>` pair per line".into(),
+            }]))
+        })?,
+    };
+    let admin_token = match &api.admin_token_file {
+        None => None,
+        Some(path) => Some(read_secret("api.admin_token_file", path)?.trim().to_owned()),
+    };
+    let settings = geostream_api::stage::ApiSettings {
+        tenant: valid.tenant.clone(),
+        naming: valid.naming.clone(),
+        kafka: cfg.kafka_properties(),
+        url,
+        username: cfg.elasticsearch.username.clone(),
+        password: cfg.elasticsearch.password.clone(),
+        listen: valid.api_listen,
+        tokens,
+        admin_token,
+        request_timeout: std::time::Duration::from_millis(api.request_timeout_ms),
+        max_live_clients: api.max_live_clients,
+    };
+    runtime()?.block_on(async {
+        let telemetry = geostream_telemetry::Telemetry::new("api", valid.tenant.as_str());
+        let addr =
+            telemetry.clone().spawn(valid.telemetry_listen).await.map_err(|e| {
+                CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
+            })?;
+        tracing::info!(%addr, "telemetry listening");
+        geostream_api::stage::run(settings, &telemetry, shutdown_signal()).await?;
+        Ok(())
     })
 }
 

@@ -62,12 +62,39 @@ fn config_print_shows_effective_values_and_masks_secrets() {
 
 #[test]
 fn stages_not_built_yet_say_so_and_fail() {
-    for (stage, issue) in [("api", "#5"), ("operator", "#6")] {
+    for (stage, issue) in [("operator", "#6"), ("standalone", "#7")] {
         let out = geostream(&[stage], &[("GEOSTREAM_TENANT", "acme")]);
         assert_eq!(out.status.code(), Some(69), "{stage}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(err.contains("not implemented yet") && err.contains(issue), "{stage}: {err}");
     }
+}
+
+#[test]
+fn api_without_a_search_engine_url_or_with_an_unreadable_tokens_file_names_the_key() {
+    let out = geostream(&["api"], &[("GEOSTREAM_TENANT", "acme")]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("elasticsearch.url") && !err.contains("not implemented"), "{err}");
+    let out = geostream(
+        &["api"],
+        &[
+            ("GEOSTREAM_TENANT", "acme"),
+            ("GEOSTREAM_ELASTICSEARCH__URL", "http://127.0.0.1:1"),
+            ("GEOSTREAM_API__TOKENS_FILE", "/nonexistent/tokens"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("api.tokens_file"), "{}", stderr(&out));
+}
+
+#[test]
+fn openapi_prints_the_api_document_without_configuration() {
+    let out = geostream(&["openapi"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["paths"]["/v1/{tenant}/latest"]["get"].is_object(), "{doc}");
+    assert!(doc["paths"]["/ogc/{tenant}/collections/{collectionId}/items"]["get"].is_object());
 }
 
 #[test]
@@ -767,4 +794,57 @@ fn analyze_takes_a_yaml_list_of_fence_specs() {
     }
     assert_eq!(events, ["enter:2", "exit:2"]);
     assert_eq!(joined, [0, 1, 0], "every observation, with the fences containing it");
+}
+
+#[test]
+fn the_api_process_reads_its_tokens_file_answers_and_stops_on_sigterm() {
+    let Some(bootstrap) = kafka("api process") else { return };
+    let Some(es) = geostream_tests::service("ELASTICSEARCH_URL", "api process") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# tenant token\nacme t-acme\nother t-other\n").unwrap();
+    let admin = dir.path().join("admin");
+    std::fs::write(&admin, "t-admin\n").unwrap();
+    let metrics_listen = format!("127.0.0.1:{}", free_port());
+    let api_listen = format!("127.0.0.1:{}", free_port());
+    let mut api = Command::new(env!("CARGO_BIN_EXE_geostream"));
+    api.arg("api");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GEOSTREAM_") {
+            api.env_remove(k);
+        }
+    }
+    let child = api
+        .envs([
+            ("GEOSTREAM_TENANT", "acme"),
+            ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+            ("GEOSTREAM_ELASTICSEARCH__URL", es.as_str()),
+            ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
+            ("GEOSTREAM_API__LISTEN", api_listen.as_str()),
+            ("GEOSTREAM_API__TOKENS_FILE", tokens.to_str().unwrap()),
+            ("GEOSTREAM_API__ADMIN_TOKEN_FILE", admin.to_str().unwrap()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(Some(child));
+    let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    let url = format!("http://{api_listen}/ogc/acme/conformance");
+    let (status, _) = request_until(|h| h.get(&url).bearer_auth("t-acme"), &[0], 100);
+    assert_eq!(status, 200);
+    let (status, body) = request_until(|h| h.get(&url).bearer_auth("t-other"), &[0], 100);
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = request_until(|h| h.get(&url).bearer_auth("t-admin"), &[0], 100);
+    assert_eq!(status, 200, "the admin token from its file reads too");
+    let (status, _) = request_until(|h| h.get(&url), &[0], 100);
+    assert_eq!(status, 401);
+
+    let child = child.0.take().unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "api exit: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api stopped"));
 }
