@@ -106,17 +106,9 @@ enum CliError {
     #[error(transparent)]
     Api(#[from] geostream_api::stage::StageError),
     #[error("`geostream {stage}` needs `{key}`: {fix}")]
-    Missing {
-        stage: &'static str,
-        key: &'static str,
-        fix: &'static str,
-    },
+    Missing { stage: &'static str, key: &'static str, fix: &'static str },
     #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
-    NotImplemented {
-        what: &'static str,
-        issue: u32,
-        title: &'static str,
-    },
+    NotImplemented { what: &'static str, issue: u32, title: &'static str },
     #[error("{0}")]
     Other(String),
 }
