@@ -18,7 +18,7 @@ use geostream_analytics::spec::AnalyticSpec;
 use geostream_codecs::{CodecOptions, Context, Outcome, decode_all};
 use geostream_model::time::OffsetDateTime;
 use geostream_model::{
-    Aggregate, DeadLetter, Event, FeedId, Format, Mapping, Naming, Observation, Stage, TenantId, TopicKind,
+    Aggregate, DeadLetter, Event, FeedId, FenceSpec, Format, Mapping, Naming, Observation, Stage, TenantId, TopicKind,
 };
 use geostream_processor::task::{Accepted, PartitionTask};
 use rdkafka::ClientConfig;
@@ -47,10 +47,32 @@ fn analytics() -> Vec<AnalyticSpec> {
         {"id": "gaps", "analytic": {"kind": "gaps", "threshold_s": 120}},
         {"id": "bins", "analytic": {"kind": "bins", "cells": {"kind": "geohash", "precision": 3},
          "window_s": 60, "properties": ["sog_mps"]}},
+        {"id": "fences", "analytic": {"kind": "geofence", "cross": true, "dwell_s": 60}},
+        {"id": "zones", "analytic": {"kind": "join", "properties": ["zone"]}},
+        {"id": "close", "analytic": {"kind": "near", "distance_m": 20000.0}},
         {"id": "per-cell", "analytic": {"kind": "sql", "window_s": 180, "query":
          "SELECT st_geohash(st_point(lon, lat), 2) AS cell, feed, count(*) AS count, avg(attr_f64(attributes, 'sog_mps')) AS sog_mps FROM observations GROUP BY cell, feed"}}
     ]))
     .unwrap()
+}
+
+/// Circles of 25 km around every 40th of the first 2,000 positions, so tracks enter and leave them.
+fn fences(input: &[Observation]) -> Vec<FenceSpec> {
+    input
+        .iter()
+        .take(2000)
+        .step_by(40)
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let geostream_model::geojson::GeometryValue::Point { coordinates } = &o.geometry.value else { return None };
+            serde_json::from_value(serde_json::json!({
+                "id": format!("zone-{i}"), "version": 1, "name": format!("zone {i}"),
+                "geometry": {"type": "Circle", "center": [coordinates[0], coordinates[1]], "radius_m": 25000.0},
+                "properties": {"zone": i}
+            }))
+            .ok()
+        })
+        .collect()
 }
 
 /// Real satellite AIS positions (the order of the capture, which is not event-time order, so some
@@ -101,15 +123,17 @@ fn topic(tenant: &TenantId, kind: TopicKind) -> String {
 }
 
 /// Topics and the analytics registry, before any processor starts.
-fn prepare(bootstrap: &str, tenant: &TenantId) {
+fn prepare(bootstrap: &str, tenant: &TenantId, fences: &[FenceSpec]) {
     rt().block_on(async {
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
         let obs = topic(tenant, TopicKind::Observations);
         let registry = topic(tenant, TopicKind::Analytics);
+        let fence_topic = topic(tenant, TopicKind::Fences);
         let new = [
             NewTopic::new(&obs, PARTITIONS, TopicReplication::Fixed(1)),
             NewTopic::new(&registry, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+            NewTopic::new(&fence_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
         ];
         for r in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
             r.unwrap();
@@ -118,6 +142,12 @@ fn prepare(bootstrap: &str, tenant: &TenantId) {
         for spec in analytics() {
             let v = serde_json::to_vec(&spec).unwrap();
             p.send(FutureRecord::to(&registry).key(spec.id.as_str()).payload(&v), Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+        for f in fences {
+            let v = serde_json::to_vec(f).unwrap();
+            p.send(FutureRecord::to(&fence_topic).key(f.id.as_str()).payload(&v), Duration::from_secs(30))
                 .await
                 .unwrap();
         }
@@ -192,18 +222,33 @@ fn read_all(bootstrap: &str, topic: &str) -> BTreeMap<i32, Vec<(i64, Vec<u8>)>> 
 struct Expected {
     /// Of the aggregates, how many the SQL analytic made.
     sql: usize,
+    /// Events by kind.
+    kinds: BTreeMap<String, usize>,
+    /// Enriched observations by id.
+    enriched: BTreeSet<String>,
+    /// Observations still waiting for the watermark at the end (the last `LATENESS_S` of each partition).
+    buffered: usize,
     events: BTreeSet<String>,
     aggregates: BTreeSet<(String, u32)>,
     late: BTreeSet<String>,
 }
 
-fn expected(bootstrap: &str, tenant: &TenantId) -> Expected {
+fn expected(bootstrap: &str, tenant: &TenantId, fences: &[FenceSpec]) -> Expected {
     let obs_topic = topic(tenant, TopicKind::Observations);
     let specs = analytics();
-    let mut e = Expected { sql: 0, events: BTreeSet::new(), aggregates: BTreeSet::new(), late: BTreeSet::new() };
+    let index = Arc::new(FenceIndex::build(fences).unwrap());
+    let mut e = Expected {
+        sql: 0,
+        kinds: BTreeMap::new(),
+        enriched: BTreeSet::new(),
+        buffered: 0,
+        events: BTreeSet::new(),
+        aggregates: BTreeSet::new(),
+        late: BTreeSet::new(),
+    };
     for (p, records) in read_all(bootstrap, &obs_topic) {
         let sql = geostream_sql::runner();
-        let config = EngineConfig { specs: &specs, fences: Arc::new(FenceIndex::build([]).unwrap()), sql: Some(&*sql) };
+        let config = EngineConfig { specs: &specs, fences: Arc::clone(&index), sql: Some(&*sql) };
         let mut task = PartitionTask::new(p, i128::from(LATENESS_S) * 1_000_000_000, -1, config).unwrap();
         let mut outs = Vec::new();
         for (offset, value) in records {
@@ -213,10 +258,15 @@ fn expected(bootstrap: &str, tenant: &TenantId) -> Expected {
             }
             outs.extend(task.release());
         }
+        e.buffered += task.buffered();
         for o in outs {
             match o {
                 Output::Event(ev) => {
+                    *e.kinds.entry(ev.kind.as_str().to_owned()).or_default() += 1;
                     e.events.insert(ev.id.to_string());
+                }
+                Output::Joined(o) => {
+                    e.enriched.insert(o.id.to_string());
                 }
                 Output::Aggregate(mut a) => {
                     e.sql += usize::from(a.kind.as_str() == "sql");
@@ -269,6 +319,18 @@ fn check_exactly_once(bootstrap: &str, tenant: &TenantId, want: &Expected) {
         }
     }
     assert!(late.values().all(|n| *n == 1), "a late record dead-lettered twice");
+    let mut enriched: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, records) in read_all(bootstrap, &topic(tenant, TopicKind::Enriched)) {
+        for (_, v) in records {
+            let o: Observation = serde_json::from_slice(&v).unwrap();
+            assert!(o.attributes["fences"].is_array(), "a joined observation names its fences");
+            *enriched.entry(o.id.to_string()).or_default() += 1;
+        }
+    }
+    assert!(enriched.values().all(|n| *n == 1), "an observation enriched twice");
+    let got: BTreeSet<String> = enriched.into_keys().collect();
+    assert!(got == want.enriched, "enriched: {} committed, {} expected", got.len(), want.enriched.len());
+
     let got: BTreeSet<String> = late.into_keys().collect();
     assert!(got == want.late, "late dead letters: {} committed, {} expected", got.len(), want.late.len());
 }
@@ -410,8 +472,9 @@ fn tenant(prefix: &str) -> TenantId {
 fn kill_9_mid_stream_commits_every_result_exactly_once() {
     let Some(bootstrap) = kafka("process kill -9") else { return };
     let tenant = tenant("prockill");
-    prepare(&bootstrap, &tenant);
     let input = observations(2900);
+    let zones = fences(&input);
+    prepare(&bootstrap, &tenant, &zones);
     let late = stragglers(&input);
     let total = (input.len() + late.len()) as i64;
     let (head, tail) = input.split_at(1000);
@@ -452,13 +515,20 @@ fn kill_9_mid_stream_commits_every_result_exactly_once() {
     progress.wait_for("the end of the input", |d, e| d == e && e == total);
     p.terminate();
 
-    let want = expected(&bootstrap, &tenant);
+    let want = expected(&bootstrap, &tenant, &zones);
     eprintln!(
-        "clean run: {} events, {} aggregates, {} late",
+        "clean run: {} events {:?}, {} aggregates ({} sql), {} enriched, {} late",
         want.events.len(),
+        want.kinds,
         want.aggregates.len(),
+        want.sql,
+        want.enriched.len(),
         want.late.len()
     );
+    for kind in ["enter", "exit", "cross", "dwell", "near", "gap", "stop"] {
+        assert!(want.kinds.get(kind).is_some_and(|n| *n > 0), "the input produces {kind} events: {:?}", want.kinds);
+    }
+    assert_eq!(want.enriched.len() + want.buffered, input.len(), "join enriches every on-time observation");
     assert!(want.events.len() > 50 && want.aggregates.len() > 50, "a test input that produces results");
     assert!(want.sql > 5, "the SQL analytic produced per-cell rows");
     assert_eq!(want.late.len(), late.len(), "the stragglers and only they are late");
@@ -471,7 +541,8 @@ fn rebalance_from_one_to_two_to_one_processor_commits_every_result_exactly_once(
     let tenant = tenant("procreb");
     let input = observations(2900);
     let phases: Vec<&[Observation]> = input.chunks(1000).collect();
-    prepare(&bootstrap, &tenant);
+    let zones = fences(&input);
+    prepare(&bootstrap, &tenant, &zones);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), &bootstrap, &tenant);
     let progress = Progress::new(&bootstrap, &tenant);
@@ -502,5 +573,5 @@ fn rebalance_from_one_to_two_to_one_processor_commits_every_result_exactly_once(
     produce(&bootstrap, &tenant, &stragglers(&input));
     caught_up("phase 3 with one processor again");
     a.terminate();
-    check_exactly_once(&bootstrap, &tenant, &expected(&bootstrap, &tenant));
+    check_exactly_once(&bootstrap, &tenant, &expected(&bootstrap, &tenant, &zones));
 }
