@@ -281,12 +281,7 @@ fn run_ingest(valid: &config::Validated) -> Result<(), CliError> {
         max_in_flight: cfg.ingest.max_in_flight,
     };
     runtime()?.block_on(async {
-        let telemetry = geostream_telemetry::Telemetry::new("ingest", valid.tenant.as_str());
-        let addr =
-            telemetry.clone().spawn(valid.telemetry_listen).await.map_err(|e| {
-                CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
-            })?;
-        tracing::info!(%addr, "telemetry listening");
+        let telemetry = start_telemetry(valid, "ingest").await?;
         geostream_ingest::stage::run(settings, &telemetry, shutdown_signal()).await?;
         Ok(())
     })
@@ -315,12 +310,7 @@ fn run_process(valid: &config::Validated) -> Result<(), CliError> {
         sql: Some(geostream_sql::runner()),
     };
     runtime()?.block_on(async {
-        let telemetry = geostream_telemetry::Telemetry::new("process", valid.tenant.as_str());
-        let addr =
-            telemetry.clone().spawn(valid.telemetry_listen).await.map_err(|e| {
-                CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
-            })?;
-        tracing::info!(%addr, "telemetry listening");
+        let telemetry = start_telemetry(valid, "process").await?;
         geostream_processor::stage::run(settings, &telemetry, shutdown_signal()).await?;
         Ok(())
     })
@@ -351,12 +341,7 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
         index: geostream_sink::templates::IndexSettings { replicas: sk.index_replicas },
     };
     runtime()?.block_on(async {
-        let telemetry = geostream_telemetry::Telemetry::new("sink", valid.tenant.as_str());
-        let addr =
-            telemetry.clone().spawn(valid.telemetry_listen).await.map_err(|e| {
-                CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
-            })?;
-        tracing::info!(%addr, "telemetry listening");
+        let telemetry = start_telemetry(valid, "sink").await?;
         // The outputs run beside the sink in the same process, in their own consumer group.
         let outputs = match outputs_settings(valid) {
             Some(s) => Some(geostream_outputs::OutputsStage::start(s, &telemetry).await?),
@@ -444,15 +429,23 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
         max_live_clients: api.max_live_clients,
     };
     runtime()?.block_on(async {
-        let telemetry = geostream_telemetry::Telemetry::new("api", valid.tenant.as_str());
-        let addr =
-            telemetry.clone().spawn(valid.telemetry_listen).await.map_err(|e| {
-                CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen))
-            })?;
-        tracing::info!(%addr, "telemetry listening");
+        let telemetry = start_telemetry(valid, "api").await?;
         geostream_api::stage::run(settings, &telemetry, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// The stage's `/metrics`, `/healthz` and `/readyz`, listening before the stage starts so probes
+/// and metrics see its start-up too.
+async fn start_telemetry(valid: &config::Validated, stage: &str) -> Result<geostream_telemetry::Telemetry, CliError> {
+    let telemetry = geostream_telemetry::Telemetry::new(stage, valid.tenant.as_str());
+    let addr = telemetry
+        .clone()
+        .spawn(valid.telemetry_listen)
+        .await
+        .map_err(|e| CliError::Other(format!("telemetry could not listen on {}: {e}", valid.telemetry_listen)))?;
+    tracing::info!(%addr, "telemetry listening");
+    Ok(telemetry)
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
