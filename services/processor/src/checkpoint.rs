@@ -106,14 +106,19 @@ impl CheckpointDir {
 
     /// Writes the state of its partition: temporary file, fsync, rename, fsync of the directory.
     pub fn save(&self, state: &TaskState) -> Result<(), CheckpointError> {
-        let path = self.path(state.partition);
-        let tmp = self.dir.join(format!(".p{}.ckpt.tmp", state.partition));
+        self.save_encoded(state.partition, &encode(state))
+    }
+
+    /// Writes what [`encode`] made of `partition`'s state (the bytes the state topic got).
+    pub fn save_encoded(&self, partition: i32, encoded: &[u8]) -> Result<(), CheckpointError> {
+        let path = self.path(partition);
+        let tmp = self.dir.join(format!(".p{partition}.ckpt.tmp"));
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |source| CheckpointError::Io { path: p, source }
         };
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&encode(state)).map_err(io(&tmp))?;
+        f.write_all(encoded).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(io(&path))?;

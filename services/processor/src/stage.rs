@@ -463,7 +463,7 @@ impl Worker {
             if touched.is_empty() {
                 continue;
             }
-            session.commit(&tasks, &touched, pending)?;
+            let committed = session.commit(&tasks, &touched, pending)?;
             for p in &touched {
                 if let Some(task) = tasks.get(p) {
                     let label = PartitionLabel { partition: *p };
@@ -471,10 +471,12 @@ impl Worker {
                     if let Some(w) = task.watermark() {
                         self.metrics.watermark.get_or_create(&label).set(w.unix_timestamp());
                     }
-                    if let Err(e) = self.checkpoints.save(&task.state()) {
-                        // The changelog holds the same state; the volume copy only saves a read.
-                        tracing::warn!(error = %e, "checkpoint not written to the volume");
-                    }
+                }
+            }
+            for (p, encoded) in &committed {
+                if let Err(e) = self.checkpoints.save_encoded(*p, encoded) {
+                    // The changelog holds the same state; the volume copy only saves a read.
+                    tracing::warn!(error = %e, "checkpoint not written to the volume");
                 }
             }
             self.transactions.fetch_add(1, Ordering::Relaxed);
@@ -593,7 +595,8 @@ impl Session<'_> {
 
     fn accept(&self, task: &mut PartitionTask, m: &OwnedMessage, pending: &mut Vec<Outgoing>) {
         let w = self.worker;
-        let source = format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
+        // Only dead letters need it; built then, not for every record.
+        let source = || format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
         if m.offset() < task.next_offset() {
             // Already reflected by the state (a state ahead of the consumer's position cannot
             // happen with committed offsets, but costs nothing to guard).
@@ -614,7 +617,7 @@ impl Session<'_> {
                     );
                     let dl = DeadLetter::new(raw, Stage::Process, ReasonCode::Late, detail, OffsetDateTime::now_utc())
                         .with_feed(feed)
-                        .with_source(source);
+                        .with_source(source());
                     self.dead_letter(dl, "late", pending);
                 }
             }
@@ -627,7 +630,7 @@ impl Session<'_> {
                     format!("not an observation: {e}"),
                     OffsetDateTime::now_utc(),
                 )
-                .with_source(source);
+                .with_source(source());
                 self.dead_letter(dl, "malformed", pending);
             }
         }
@@ -693,7 +696,7 @@ impl Session<'_> {
         tasks: &BTreeMap<i32, PartitionTask>,
         touched: &BTreeSet<i32>,
         mut pending: Vec<Outgoing>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Vec<(i32, Vec<u8>)>, SessionError> {
         let mut offsets = TopicPartitionList::new();
         for p in touched {
             let Some(task) = tasks.get(p) else { continue };
@@ -722,7 +725,12 @@ impl Session<'_> {
                 for (kind, n) in by_kind {
                     ProcessMetrics::count(&m.produced, kind, n);
                 }
-                Ok(())
+                // The committed states, encoded once, go to the volume as they are.
+                Ok(pending
+                    .into_iter()
+                    .filter(|o| o.kind == "state")
+                    .filter_map(|o| o.partition.map(|p| (p, o.value)))
+                    .collect())
             }
             Err(e) => {
                 m.aborted.inc();
