@@ -126,7 +126,12 @@ pub fn plan<T: RegistrySpec>(wanted: Vec<T>, registered: &Registry<T>, prune: bo
 }
 
 async fn read<T: RegistrySpec + Send + 'static>(topic: &RegistryTopic) -> Result<Registry<T>, RegistryCliError> {
-    let (reg, refused) = topic.read::<T>().await?;
+    let (reg, refused) = match topic.read::<T>().await {
+        Ok(read) => read,
+        // A tenant that never registered anything has no topic yet: an empty registry.
+        Err(e) if e.is_unknown_topic() => (Registry::default(), Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
     for c in refused {
         if let Change::Invalid { key, problem } = c {
             eprintln!("geostream: warning: registry record for {key:?} ignored: {problem}");

@@ -848,3 +848,55 @@ fn the_api_process_reads_its_tokens_file_answers_and_stops_on_sigterm() {
     assert!(out.status.success(), "api exit: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("api stopped"));
 }
+
+#[test]
+fn analytics_and_fences_apply_is_declarative_on_kafka() {
+    let Some(bootstrap) = kafka("registry apply") else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let tenant = format!("cliapply{:x}", nanos & 0xffff_ffff);
+    let env = [("GEOSTREAM_TENANT", tenant.as_str()), ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("analytics.yaml");
+    let write = |threshold: u64, extra: bool| {
+        let mut text = format!("- id: gaps\n  analytic: {{kind: gaps, threshold_s: {threshold}}}\n");
+        if extra {
+            text.push_str("- id: motion\n  analytic: {kind: motion}\n");
+        }
+        std::fs::write(&file, text).unwrap();
+    };
+    let apply = |args: &[&str]| {
+        let mut all = vec!["analytics", "apply", file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        geostream(&all, &env)
+    };
+
+    write(60, true);
+    let out = apply(&["--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("would write 2 change(s)"), "{}", stdout(&out));
+    let out = apply(&[]);
+    assert!(stdout(&out).contains("added analytic gaps (version 1)"), "{}", stdout(&out));
+    let out = apply(&[]);
+    assert!(stdout(&out).contains("wrote 0 change(s)") && stdout(&out).contains("2 unchanged"), "{}", stdout(&out));
+
+    write(120, false);
+    let out = apply(&["--prune"]);
+    let text = stdout(&out);
+    assert!(text.contains("updated analytic gaps (version 2)") && text.contains("deleted analytic motion"), "{text}");
+    let list = stdout(&geostream(&["analytics", "list", "--json"], &env));
+    let specs: Vec<serde_json::Value> = list.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(specs.len(), 1, "{list}");
+    assert_eq!(specs[0]["analytic"]["threshold_s"], 120);
+    assert_eq!(specs[0]["version"], 2);
+
+    // A bad spec writes nothing and exits 65; an unknown id cannot be deleted.
+    write(0, false);
+    let out = apply(&[]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains("threshold_s"), "{}", stderr(&out));
+    assert_eq!(stdout(&geostream(&["analytics", "list", "--json"], &env)).lines().count(), 1);
+    assert_eq!(geostream(&["fences", "delete", "nowhere"], &env).status.code(), Some(1));
+    let out = geostream(&["analytics", "delete", "gaps"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&geostream(&["analytics", "list"], &env)).contains("no analytics registered"));
+}

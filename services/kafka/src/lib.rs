@@ -33,6 +33,11 @@ impl KafkaOpError {
     pub fn new(topic: impl Into<String>, what: &'static str, source: KafkaError) -> Self {
         Self { topic: topic.into(), what, source }
     }
+
+    /// Whether the topic does not exist (yet).
+    pub fn is_unknown_topic(&self) -> bool {
+        matches!(self.source, KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition))
+    }
 }
 
 impl geostream_model::Classify for KafkaOpError {
