@@ -10,7 +10,9 @@
 //! source of truth.
 
 pub mod auth;
+pub mod backend;
 pub mod live;
+pub mod local;
 pub mod openapi;
 pub mod params;
 pub mod problem;

@@ -18,12 +18,12 @@ use geostream_model::{Naming, TenantId, TopicKind};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{Access, Tokens};
+use crate::backend::Store;
 use crate::live::LiveFilter;
 use crate::params::{self, Bbox, TimeRange};
 use crate::problem::{ApiError, Failure};
-use crate::query::{self, Collection, Filters};
+use crate::query::{Collection, Filters};
 use crate::registry::{Kind, Registries};
-use crate::search::Search;
 use crate::shape::{self, Page};
 
 /// GeoJSON's media type (RFC 7946).
@@ -43,8 +43,8 @@ pub struct AppState {
     pub tenant: TenantId,
     /// Index naming.
     pub naming: Naming,
-    /// The engine.
-    pub search: Search,
+    /// Where collections are read.
+    pub store: Store,
     /// Who may do what.
     pub tokens: Tokens,
     /// The registry topics.
@@ -144,9 +144,7 @@ impl AppState {
         after: Option<&[Value]>,
         count_total: bool,
     ) -> Result<Page, ApiError> {
-        let body = query::page(c, filters, size, after, count_total);
-        let answer = self.search.search(&c.index(&self.naming, &self.tenant), &body).await?;
-        shape::page(&answer)
+        self.store.page(c, filters, size, after, count_total).await
     }
 
     /// One page of `limit` and whether more follow: asks for one more than needed, so the last
@@ -596,12 +594,10 @@ async fn item(
     let r = async {
         app.guard(&headers, &tenant, Access::Read)?;
         let c = collection_of(&id)?;
-        let answer = app.search.search(&c.index(&app.naming, &app.tenant), &query::by_id(&feature)).await?;
-        let page = shape::page(&answer)?;
-        let mut f = page
-            .features
-            .into_iter()
-            .next()
+        let mut f = app
+            .store
+            .by_id(c, &feature)
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("no item {feature:?} in collection {:?}", c.id())))?;
         let root = ogc_root(&headers, &tenant);
         f["links"] = json!([
@@ -632,7 +628,12 @@ mod tests {
         router(Arc::new(AppState {
             tenant: "acme".parse().unwrap(),
             naming: Naming::default(),
-            search: Search::new("http://127.0.0.1:9", None, None, std::time::Duration::from_secs(1)).unwrap(),
+            store: Store::Search {
+                search: crate::search::Search::new("http://127.0.0.1:9", None, None, std::time::Duration::from_secs(1))
+                    .unwrap(),
+                naming: Naming::default(),
+                tenant: "acme".parse().unwrap(),
+            },
             tokens: Tokens::new(&tokens, Some("adm".into())),
             registries: Registries {
                 feeds: geostream_ingest::registry::RegistryClient::new(kafka.clone(), "acme.feeds"),

@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Tokens;
+use crate::backend::Store;
+use crate::local::{ArchiveRead, LocalSettings, LocalStore};
 use crate::registry::Registries;
 use crate::routes::{AppState, router};
 use crate::search::{ClientConfigError, Search};
@@ -65,6 +67,9 @@ pub enum StageError {
     /// The engine client could not be built (configuration).
     #[error("api: {0}")]
     Client(#[from] ClientConfigError),
+    /// The archive could not be read at start.
+    #[error("api: archive: {0}")]
+    Archive(String),
     /// The listen address could not be bound.
     #[error("api: cannot listen on {addr}: {source}")]
     Listen {
@@ -81,10 +86,11 @@ pub struct ApiStage {
     cancel: CancellationToken,
     server: JoinHandle<()>,
     probe: JoinHandle<()>,
+    follower: Option<JoinHandle<()>>,
 }
 
 impl ApiStage {
-    /// Binds the listener and serves in the background.
+    /// Binds the listener and serves from the search engine at `settings.url`, in the background.
     pub async fn start(settings: ApiSettings, telemetry: &Telemetry) -> Result<ApiStage, StageError> {
         let search = Search::new(
             &settings.url,
@@ -92,16 +98,50 @@ impl ApiStage {
             settings.password.as_deref(),
             settings.request_timeout,
         )?;
+        let store = Store::Search { search, naming: settings.naming.clone(), tenant: settings.tenant.clone() };
+        Self::serve(settings, telemetry, store, CancellationToken::new(), None).await
+    }
+
+    /// Binds the listener and serves from the local backend: `archive` plus the live layer
+    /// following Kafka (`settings.url` is not used). Its `live` readiness check turns ready once the
+    /// layer has read what Kafka held at start.
+    pub async fn start_local(
+        settings: ApiSettings,
+        telemetry: &Telemetry,
+        archive: Arc<dyn ArchiveRead>,
+        max_tail: usize,
+    ) -> Result<ApiStage, StageError> {
+        let cancel = CancellationToken::new();
+        let local = LocalSettings {
+            tenant: settings.tenant.clone(),
+            naming: settings.naming.clone(),
+            kafka: settings.kafka.clone(),
+            max_tail,
+            trim_interval: Duration::from_secs(2),
+        };
+        let (store, follower) = LocalStore::start(local, archive, telemetry.health().clone(), cancel.clone())
+            .await
+            .map_err(|e| StageError::Archive(e.to_string()))?;
+        Self::serve(settings, telemetry, Store::Local(Arc::new(store)), cancel, Some(follower)).await
+    }
+
+    async fn serve(
+        settings: ApiSettings,
+        telemetry: &Telemetry,
+        store: Store,
+        cancel: CancellationToken,
+        follower: Option<JoinHandle<()>>,
+    ) -> Result<ApiStage, StageError> {
         let health = telemetry.health().clone();
-        health.set("search", false, "not checked yet");
+        let check = store.name();
+        health.set(check, false, "not checked yet");
         if settings.tokens.values().all(Vec::is_empty) && settings.admin_token.is_none() {
             tracing::warn!("no API tokens are configured: every request will be refused with 401");
         }
-        let cancel = CancellationToken::new();
         let state = Arc::new(AppState {
             tenant: settings.tenant.clone(),
             naming: settings.naming.clone(),
-            search: search.clone(),
+            store: store.clone(),
             tokens: Tokens::new(&settings.tokens, settings.admin_token.clone()),
             kafka: settings.kafka.clone(),
             live_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_live_clients)),
@@ -136,9 +176,9 @@ impl ApiStage {
         let stop = cancel.clone();
         let probe = tokio::spawn(async move {
             loop {
-                match search.ping().await {
-                    Ok(()) => health.set("search", true, "engine answers"),
-                    Err(e) => health.set("search", false, e.to_string()),
+                match store.ping().await {
+                    Ok(()) => health.set(check, true, "answers"),
+                    Err(e) => health.set(check, false, e.to_string()),
                 }
                 tokio::select! {
                     () = stop.cancelled() => break,
@@ -147,7 +187,7 @@ impl ApiStage {
             }
         });
         tracing::info!(%addr, tenant = %settings.tenant, "api listening");
-        Ok(ApiStage { addr, cancel, server, probe })
+        Ok(ApiStage { addr, cancel, server, probe, follower })
     }
 
     /// The bound address (useful with port 0).
@@ -158,7 +198,8 @@ impl ApiStage {
     /// Stops accepting connections, ends live streams and lets other requests in flight finish.
     pub async fn shutdown(self) {
         self.cancel.cancel();
-        for (name, task) in [("server", self.server), ("probe", self.probe)] {
+        let tasks = [("server", Some(self.server)), ("probe", Some(self.probe)), ("live layer", self.follower)];
+        for (name, task) in tasks.into_iter().filter_map(|(n, t)| Some((n, t?))) {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, task = name, "api task ended abnormally");
             }
