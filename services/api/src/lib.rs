@@ -13,6 +13,7 @@ pub mod auth;
 pub mod backend;
 pub mod live;
 pub mod local;
+pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod problem;

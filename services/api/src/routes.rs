@@ -45,6 +45,8 @@ pub struct AppState {
     pub naming: Naming,
     /// Where collections are read.
     pub store: Store,
+    /// Request metrics.
+    pub metrics: Arc<crate::metrics::ApiMetrics>,
     /// Who may do what.
     pub tokens: Tokens,
     /// The registry topics.
@@ -81,6 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ogc/{tenant}/collections/{collection}/items/{feature}", get(item))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.metrics), crate::metrics::track))
         .with_state(state)
 }
 
@@ -634,6 +637,7 @@ mod tests {
                 naming: Naming::default(),
                 tenant: "acme".parse().unwrap(),
             },
+            metrics: Arc::default(),
             tokens: Tokens::new(&tokens, Some("adm".into())),
             registries: Registries {
                 feeds: geostream_ingest::registry::RegistryClient::new(kafka.clone(), "acme.feeds"),

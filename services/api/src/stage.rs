@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Tokens;
 use crate::backend::Store;
 use crate::local::{ArchiveRead, LocalSettings, LocalStore};
+use crate::metrics::ApiMetrics;
 use crate::registry::Registries;
 use crate::routes::{AppState, router};
 use crate::search::{ClientConfigError, Search};
@@ -99,7 +100,7 @@ impl ApiStage {
             settings.request_timeout,
         )?;
         let store = Store::Search { search, naming: settings.naming.clone(), tenant: settings.tenant.clone() };
-        Self::serve(settings, telemetry, store, CancellationToken::new(), None).await
+        Self::serve(settings, telemetry, store, new_metrics(telemetry), CancellationToken::new(), None).await
     }
 
     /// Binds the listener and serves from the local backend: `archive` plus the live layer
@@ -119,16 +120,19 @@ impl ApiStage {
             max_tail,
             trim_interval: Duration::from_secs(2),
         };
-        let (store, follower) = LocalStore::start(local, archive, telemetry.health().clone(), cancel.clone())
-            .await
-            .map_err(|e| StageError::Archive(e.to_string()))?;
-        Self::serve(settings, telemetry, Store::Local(Arc::new(store)), cancel, Some(follower)).await
+        let metrics = new_metrics(telemetry);
+        let (store, follower) =
+            LocalStore::start(local, archive, telemetry.health().clone(), Arc::clone(&metrics), cancel.clone())
+                .await
+                .map_err(|e| StageError::Archive(e.to_string()))?;
+        Self::serve(settings, telemetry, Store::Local(Arc::new(store)), metrics, cancel, Some(follower)).await
     }
 
     async fn serve(
         settings: ApiSettings,
         telemetry: &Telemetry,
         store: Store,
+        metrics: Arc<ApiMetrics>,
         cancel: CancellationToken,
         follower: Option<JoinHandle<()>>,
     ) -> Result<ApiStage, StageError> {
@@ -142,6 +146,7 @@ impl ApiStage {
             tenant: settings.tenant.clone(),
             naming: settings.naming.clone(),
             store: store.clone(),
+            metrics,
             tokens: Tokens::new(&settings.tokens, settings.admin_token.clone()),
             kafka: settings.kafka.clone(),
             live_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_live_clients)),
@@ -206,6 +211,12 @@ impl ApiStage {
         }
         tracing::info!("api stopped");
     }
+}
+
+fn new_metrics(telemetry: &Telemetry) -> Arc<ApiMetrics> {
+    let metrics = Arc::new(ApiMetrics::default());
+    telemetry.with_registry(|r| metrics.register(r));
+    metrics
 }
 
 /// Runs the stage until `shutdown` resolves.

@@ -26,6 +26,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::ApiMetrics;
 use crate::problem::ApiError;
 use crate::query::{Collection, Filters};
 use layer::{KINDS, LiveLayer, Progress};
@@ -97,6 +98,7 @@ impl LocalStore {
         settings: LocalSettings,
         archive: Arc<dyn ArchiveRead>,
         health: Health,
+        metrics: Arc<ApiMetrics>,
         cancel: CancellationToken,
     ) -> Result<(LocalStore, tokio::task::JoinHandle<()>), ApiError> {
         health.set("live", false, "seeding from the archive");
@@ -114,6 +116,7 @@ impl LocalStore {
             archive: Arc::clone(&archive),
             layer: Arc::clone(&layer),
             health,
+            metrics,
             cancel,
             runtime: tokio::runtime::Handle::current(),
         };
@@ -210,6 +213,7 @@ struct Follower {
     archive: Arc<dyn ArchiveRead>,
     layer: Arc<RwLock<LiveLayer>>,
     health: Health,
+    metrics: Arc<ApiMetrics>,
     cancel: CancellationToken,
     /// The async archive is asked from this blocking thread through the runtime.
     runtime: tokio::runtime::Handle,
@@ -307,7 +311,13 @@ impl Follower {
             if last_trim.elapsed() >= self.settings.trim_interval {
                 last_trim = std::time::Instant::now();
                 match self.runtime.block_on(self.archive.progress()) {
-                    Ok(p) => write(&self.layer).trim(&p),
+                    Ok(p) => {
+                        let mut l = write(&self.layer);
+                        l.trim(&p);
+                        self.metrics.local_tracks.set(i64::try_from(l.tracks()).unwrap_or(i64::MAX));
+                        self.metrics.local_tail_records.set(i64::try_from(l.tail_len()).unwrap_or(i64::MAX));
+                        self.metrics.local_dropped.set(i64::try_from(l.dropped()).unwrap_or(i64::MAX));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "api live layer: the archive's progress cannot be read; not trimming")
                     }
