@@ -133,6 +133,8 @@ impl CliError {
             CliError::Process(_) => 74,
             CliError::Api(geostream_api::stage::StageError::Client(_)) => 78,
             CliError::Api(geostream_api::stage::StageError::Listen { .. }) => 74,
+            // The archive could not be read at start: its volume or object store.
+            CliError::Api(geostream_api::stage::StageError::Archive(_)) => 74,
             CliError::NotImplemented { .. } => 69, // EX_UNAVAILABLE
             CliError::Other(_) => 1,
         }
