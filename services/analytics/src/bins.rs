@@ -179,7 +179,9 @@ pub struct Stats {
 impl Stats {
     fn add(&mut self, v: f64) {
         self.count += 1;
-        self.sum += v;
+        // Saturate instead of overflowing to infinity: JSON (the checkpoint and the aggregate on
+        // the wire) has no infinity, so one huge value would make the whole state unwritable.
+        self.sum = (self.sum + v).clamp(f64::MIN, f64::MAX);
         self.min = self.min.min(v);
         self.max = self.max.max(v);
     }
@@ -265,6 +267,11 @@ impl BinAggregator {
             return Err(BinError::Window(format!("allowed lateness {allowed_lateness_ns} ns is negative")));
         }
         Ok(Self { cells, windows, allowed_lateness_ns, bins: BTreeMap::new(), watermark_ns: None })
+    }
+
+    /// Whether this aggregator was made with these settings (a restored one may not have been).
+    pub fn has_settings(&self, cells: &CellSpec, windows: &WindowSpec, allowed_lateness_ns: i128) -> bool {
+        self.cells == *cells && self.windows == *windows && self.allowed_lateness_ns == allowed_lateness_ns
     }
 
     /// The cell spec (for outlines).

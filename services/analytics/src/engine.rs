@@ -282,14 +282,13 @@ impl Engine {
                     State::Gaps { threshold_s: *threshold_s, detector, last }
                 }
                 AnalyticKind::Bins { cells, allowed_lateness_s, properties, .. } => {
+                    let windows = spec.window_spec().ok_or_else(|| err("no window".into()))?;
+                    let lateness = i128::from(*allowed_lateness_s) * NS;
                     let agg = match prior {
-                        Some(KindState::Bins { bins }) => bins,
-                        _ => {
-                            let windows = spec.window_spec().ok_or_else(|| err("no window".into()))?;
-                            let agg = BinAggregator::new(*cells, windows, i128::from(*allowed_lateness_s) * NS)
-                                .map_err(|e| err(e.to_string()))?;
-                            Box::new(agg)
-                        }
+                        // Settings changed under the same version (a spec edited outside the
+                        // registry, which would have raised it) make the old bins meaningless.
+                        Some(KindState::Bins { bins }) if bins.has_settings(cells, &windows, lateness) => bins,
+                        _ => Box::new(BinAggregator::new(*cells, windows, lateness).map_err(|e| err(e.to_string()))?),
                     };
                     State::Bins { agg, properties: properties.clone() }
                 }
@@ -1009,5 +1008,47 @@ mod tests {
                 {"id": "g", "analytic": {"kind": "motion"}}]"#,
         );
         assert!(Engine::new(&specs).err().unwrap().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn bins_restored_under_changed_settings_start_again_and_huge_sums_stay_writable() {
+        let spec = |precision: u8| {
+            from_json(&format!(
+                r#"[{{"id": "b", "analytic": {{"kind": "bins", "cells": {{"kind": "geohash", "precision": {precision}}},
+                 "window_s": 600, "properties": ["speed"]}}}}]"#
+            ))
+        };
+        let fences = || fences(&[]);
+        let mut e = Engine::build(EngineConfig { specs: &spec(5), fences: fences(), sql: None }, None).unwrap();
+        e.observe(&obs("a", 0, 10.0, 50.0, 1e308));
+        e.observe(&obs("b", 1, 10.0, 50.0, 1e308));
+        // The sum saturates instead of becoming infinity, which JSON cannot hold.
+        let text = serde_json::to_string(&e.state()).expect("a state with huge sums is still writable");
+        let state: EngineState = serde_json::from_str(&text).unwrap();
+        // Same settings: the bin continues (three observations in it at the end).
+        let mut same =
+            Engine::build(EngineConfig { specs: &spec(5), fences: fences(), sql: None }, Some(state.clone())).unwrap();
+        same.observe(&obs("c", 2, 10.0, 50.0, 1.0));
+        let count = |out: Vec<Output>| {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Aggregate(a) => Some((a.bin.clone(), a.count, a.values.get("speed_sum").copied())),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let got = count(same.finish());
+        let old_bin = got[0].0.clone();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, 3);
+        assert_eq!(got[0].2, Some(f64::MAX), "saturated, finite");
+        // Other cells under the same version: the old bins (of precision 5 cells) are dropped.
+        let mut changed =
+            Engine::build(EngineConfig { specs: &spec(4), fences: fences(), sql: None }, Some(state)).unwrap();
+        changed.observe(&obs("c", 2, 10.0, 50.0, 1.0));
+        let got = count(changed.finish());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.len() + 1, old_bin.len(), "a cell of one digit less: {got:?} {old_bin}");
+        assert_eq!(got[0].1, 1, "only the new observation");
     }
 }
