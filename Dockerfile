@@ -29,8 +29,8 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 libcurl4 zlib1g libzstd1 tini \
  && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 geostream \
- && useradd --system --uid 10001 --gid geostream --home-dir /var/lib/geostream --shell /usr/sbin/nologin geostream \
+ && groupadd --system --gid 65532 geostream \
+ && useradd --system --uid 65532 --gid geostream --home-dir /var/lib/geostream --shell /usr/sbin/nologin geostream \
  && install -d -o geostream -g geostream -m 0750 /var/lib/geostream
 COPY --from=build /out/geostream /usr/local/bin/geostream
 COPY --from=dashboard /out/dashboard /usr/share/geostream/dashboard
@@ -39,7 +39,7 @@ ENV GEOSTREAM_DATA_DIR=/var/lib/geostream \
     GEOSTREAM_TELEMETRY__LISTEN=0.0.0.0:9464
 # The stage's persistent volume: spool, checkpoints, archive.
 VOLUME ["/var/lib/geostream"]
-USER 10001:10001
+USER 65532:65532
 WORKDIR /var/lib/geostream
 # 8080 api, 8088 ingest HTTP push, 9464 metrics and health.
 EXPOSE 8080 8088 9464

@@ -1,0 +1,101 @@
+//! The chart's rendered configuration is what the binary accepts: for each workload, its
+//! ConfigMap file and its container environment (secret references filled with stand-ins) pass
+//! `geostream config check`, and the subcommand it runs exists. Catches a chart key the config
+//! types do not know (they deny unknown fields) before a pod crash-loops on it.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+fn rendered(helm: &str, extra: &[&str]) -> Vec<Value> {
+    let chart = geostream_tests::repo_root().join("charts/geostream");
+    let mut args = vec![
+        "template",
+        "acme",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "acme",
+        "--set",
+        "tenant=acme",
+        "--set",
+        "api.auth.tokens[0]=t",
+        "--set",
+        "api.auth.adminToken=a",
+    ];
+    args.extend(extra);
+    let out = Command::new(helm).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn check(docs: &[Value], case: &str) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap()["data"]["geostream.toml"].as_str().unwrap();
+    let file = dir.path().join("geostream.toml");
+    std::fs::write(&file, toml).unwrap();
+    // The files the config names (tokens, admin token) are mounted from Secrets in the pod.
+    let mut checked = 0;
+    for w in docs.iter().filter(|d| d["kind"] == "StatefulSet" || d["kind"] == "Deployment") {
+        let c = &w["spec"]["template"]["spec"]["containers"][0];
+        let sub = c["args"][0].as_str().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_geostream"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("GEOSTREAM_") {
+                cmd.env_remove(k);
+            }
+        }
+        for e in c["env"].as_sequence().unwrap() {
+            let name = e["name"].as_str().unwrap();
+            let value = match e["value"].as_str() {
+                Some(_) if name == "GEOSTREAM_CONFIG" => file.to_str().unwrap().to_owned(),
+                Some(v) => v.to_owned(),
+                None => "from-a-secret-or-the-pod".to_owned(),
+            };
+            cmd.env(name, value);
+        }
+        let out = cmd.args(["config", "check"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{case}: {} {}: the chart's configuration is refused:\n{}\n{toml}",
+            w["kind"].as_str().unwrap(),
+            w["metadata"]["name"].as_str().unwrap(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let help = Command::new(env!("CARGO_BIN_EXE_geostream")).args([sub, "--help"]).output().unwrap();
+        assert!(help.status.success(), "{case}: `geostream {sub}` is not a subcommand");
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn every_workload_of_the_chart_runs_with_a_configuration_the_binary_accepts() {
+    let Some(helm) = geostream_tests::service("HELM", "chart configuration") else { return };
+    let plain = rendered(&helm, &["--set", "kafka.bootstrap=k:9092", "--set", "elasticsearch.url=http://es:9200"]);
+    assert_eq!(check(&plain, "plain"), 4, "ingest, process, sink and api");
+    let options = rendered(
+        &helm,
+        &[
+            "--set",
+            "kafka.strimzi.enabled=true",
+            "--set",
+            "elasticsearch.eck.enabled=true",
+            "--set",
+            "kafka.properties.security\\.protocol=PLAINTEXT",
+            "--set",
+            "sink.indexReplicas=1",
+            "--set",
+            "sink.secretsSecret=outs",
+            "--set",
+            "ingest.secretsSecret=feeds",
+            "--set",
+            "topicPrefix=prod.",
+        ],
+    );
+    assert_eq!(check(&options, "options"), 4);
+}
