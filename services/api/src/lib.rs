@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod limits;
 pub mod live;
 pub mod local;
 pub mod metrics;

@@ -67,6 +67,20 @@ pub enum ApiError {
     /// The query would touch more documents than one answer may combine.
     #[error("{0}")]
     TooLarge(String),
+    /// The archive (local backend) could not be read.
+    #[error("the archive could not answer: {0}")]
+    Archive(String),
+    /// The token (or the anonymous caller) sent more requests than its rate allows.
+    #[error("{detail}")]
+    RateLimited {
+        /// What happened and the limit.
+        detail: String,
+        /// Seconds until a request is accepted again (`Retry-After`).
+        retry_after_s: u64,
+    },
+    /// The request body is larger than the API accepts.
+    #[error("{0}")]
+    PayloadTooLarge(String),
 }
 
 impl ApiError {
@@ -84,7 +98,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Upstream(_) | ApiError::Kafka(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Upstream(_) | ApiError::Kafka(_) | ApiError::Archive(_) => StatusCode::BAD_GATEWAY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -99,6 +115,9 @@ impl ApiError {
             ApiError::Upstream(_) => ("search-engine-unavailable", "The search engine could not answer"),
             ApiError::Kafka(_) => ("registry-unavailable", "The registry topics could not be read or written"),
             ApiError::TooLarge(_) => ("result-too-large", "The query matches too much to combine"),
+            ApiError::Archive(_) => ("archive-unavailable", "The archive could not be read"),
+            ApiError::RateLimited { .. } => ("rate-limited", "Too many requests for this token"),
+            ApiError::PayloadTooLarge(_) => ("payload-too-large", "The request body is too large"),
         }
     }
 
@@ -138,6 +157,9 @@ impl IntoResponse for Failure {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
+        if let ApiError::RateLimited { retry_after_s, .. } = &self.error {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s.max(&1).to_owned()));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -162,6 +184,9 @@ mod tests {
             (ApiError::Upstream("refused".into()), 502, "search-engine-unavailable"),
             (ApiError::TooLarge("too many".into()), 400, "result-too-large"),
             (ApiError::Kafka("down".into()), 502, "registry-unavailable"),
+            (ApiError::Archive("gone".into()), 502, "archive-unavailable"),
+            (ApiError::RateLimited { detail: "slow down".into(), retry_after_s: 3 }, 429, "rate-limited"),
+            (ApiError::PayloadTooLarge("big".into()), 413, "payload-too-large"),
         ];
         for (e, status, kind) in cases {
             let p = serde_json::to_value(e.problem("/v1/acme/latest")).unwrap();
@@ -183,5 +208,9 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let resp =
+            Failure { error: ApiError::RateLimited { detail: "x".into(), retry_after_s: 0 }, instance: "/".into() }
+                .into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1", "never zero: a client would retry at once");
     }
 }

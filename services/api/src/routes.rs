@@ -47,6 +47,8 @@ pub struct AppState {
     pub store: Store,
     /// Request metrics.
     pub metrics: Arc<crate::metrics::ApiMetrics>,
+    /// Request limits.
+    pub limits: crate::limits::Limits,
     /// Who may do what.
     pub tokens: Tokens,
     /// The registry topics.
@@ -65,7 +67,9 @@ type Params = Query<HashMap<String, String>>;
 
 /// The API router (without the telemetry endpoints, which the stage serves on their own port).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let rate = crate::limits::RateLimits::new(&state.limits);
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.limits.max_body_bytes);
+    let routes = Router::new()
         .route("/v1/{tenant}/latest", get(latest))
         .route("/v1/{tenant}/tracks/{track}", get(track))
         .route("/v1/{tenant}/events", get(events))
@@ -83,6 +87,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ogc/{tenant}/collections/{collection}/items/{feature}", get(item))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(body_limit);
+    let routes = match rate {
+        Some(r) => routes.layer(axum::middleware::from_fn_with_state(r, crate::limits::rate_limit)),
+        None => routes,
+    };
+    // Outermost, so refused requests (rate, auth) are counted too.
+    routes
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.metrics), crate::metrics::track))
         .with_state(state)
 }
@@ -401,10 +412,20 @@ async fn registry_put(
     Path((tenant, registry, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let r = async {
         app.guard(&headers, &tenant, Access::Admin)?;
+        let body = body.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(format!(
+                    "the body is larger than api.max_body_bytes ({} bytes); split the registration",
+                    app.limits.max_body_bytes
+                ))
+            } else {
+                ApiError::param("body", e.body_text(), "send the spec as a JSON body")
+            }
+        })?;
         let kind = registry_kind(&registry)?;
         let (created, spec) = app.registries.put(kind, &id, &body).await?;
         let mut resp = json_response("application/json", &spec);
@@ -638,6 +659,7 @@ mod tests {
                 tenant: "acme".parse().unwrap(),
             },
             metrics: Arc::default(),
+            limits: crate::limits::Limits { requests_per_s: 5, burst: 5, max_body_bytes: 64 },
             tokens: Tokens::new(&tokens, Some("adm".into())),
             registries: Registries {
                 feeds: geostream_ingest::registry::RegistryClient::new(kafka.clone(), "acme.feeds"),
@@ -660,6 +682,35 @@ mod tests {
         let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         (status, ct, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn tokens_are_rate_limited_and_bodies_bounded_with_problems() {
+        let router = app();
+        let send = |method: &str, uri: &str, token: &str, body: Vec<u8>| {
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(body))
+                .unwrap();
+            router.clone().oneshot(req)
+        };
+        // Burst 5: five answers (401, the token is unknown) and then 429 for the same token.
+        for _ in 0..5 {
+            assert_eq!(send("GET", "/v1/acme/latest", "made-up", vec![]).await.unwrap().status(), 401);
+        }
+        let resp = send("GET", "/v1/acme/latest", "made-up", vec![]).await.unwrap();
+        assert_eq!(resp.status(), 429);
+        assert!(resp.headers()[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], crate::problem::PROBLEM_JSON);
+        // Another token has its own budget; a body over max_body_bytes (64) answers 413.
+        let resp = send("PUT", "/v1/acme/fences/f1", "adm", vec![b' '; 65]).await.unwrap();
+        assert_eq!(resp.status(), 413);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let p: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(p["type"].as_str().unwrap().ends_with("payload-too-large"), "{p}");
+        assert!(p["detail"].as_str().unwrap().contains("64 bytes"), "{p}");
     }
 
     #[tokio::test]

@@ -47,6 +47,8 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Most live-push clients at once (each holds a Kafka consumer).
     pub max_live_clients: usize,
+    /// Request rate and body limits.
+    pub limits: crate::limits::Limits,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -147,6 +149,7 @@ impl ApiStage {
             naming: settings.naming.clone(),
             store: store.clone(),
             metrics,
+            limits: settings.limits,
             tokens: Tokens::new(&settings.tokens, settings.admin_token.clone()),
             kafka: settings.kafka.clone(),
             live_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_live_clients)),

@@ -83,6 +83,13 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// Most live-push (SSE) clients at once; each holds one Kafka consumer. More answer 503.
     pub max_live_clients: usize,
+    /// Sustained requests per second per bearer token (requests without one share a budget);
+    /// more answer 429 with `Retry-After`. 0 turns the limit off.
+    pub rate_limit_per_s: u32,
+    /// Requests a token may send at once above the sustained rate.
+    pub rate_limit_burst: u32,
+    /// Largest request body (registry writes); larger ones answer 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -94,6 +101,9 @@ impl Default for ApiConfig {
             admin_token_file: None,
             request_timeout_ms: 30_000,
             max_live_clients: 256,
+            rate_limit_per_s: 100,
+            rate_limit_burst: 200,
+            max_body_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -568,6 +578,13 @@ impl Config {
                 fix: "e.g. 30000".into(),
             });
         }
+        if self.api.max_body_bytes == 0 {
+            problems.push(Problem {
+                key: "api.max_body_bytes".into(),
+                problem: "must be positive; no registry write would fit".into(),
+                fix: "e.g. 16777216 (16 MiB)".into(),
+            });
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem {
                 key: "log.level".into(),
@@ -852,11 +869,19 @@ topic = "geostream/{tenant}/{kind}/{track}"
         c.api.tokens.insert("b".into(), vec!["has space".into()]);
         c.api.tokens_file = Some("/x".into());
         c.api.request_timeout_ms = 0;
+        c.api.max_body_bytes = 0;
         let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["api.listen", "api.tokens", "api.tokens.Not A Tenant", "api.tokens.b", "api.request_timeout_ms"]
+            [
+                "api.listen",
+                "api.tokens",
+                "api.tokens.Not A Tenant",
+                "api.tokens.b",
+                "api.request_timeout_ms",
+                "api.max_body_bytes"
+            ]
         );
     }
 

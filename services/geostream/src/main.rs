@@ -429,6 +429,11 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
         admin_token,
         request_timeout: std::time::Duration::from_millis(api.request_timeout_ms),
         max_live_clients: api.max_live_clients,
+        limits: geostream_api::limits::Limits {
+            requests_per_s: api.rate_limit_per_s,
+            burst: api.rate_limit_burst,
+            max_body_bytes: api.max_body_bytes,
+        },
     };
     runtime()?.block_on(async {
         let telemetry = start_telemetry(valid, "api").await?;
