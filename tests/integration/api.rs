@@ -165,6 +165,7 @@ async fn contract_on(engine: &str, var: &str) {
         admin_token: Some(ADMIN.to_owned()),
         request_timeout: Duration::from_secs(30),
         max_live_clients: 4,
+        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
     };
     let telemetry = Telemetry::new("api", tenant.as_str());
     let stage = ApiStage::start(settings, &telemetry).await.unwrap();
@@ -417,6 +418,7 @@ async fn api_registry_round_trip_on_kafka() {
         admin_token: Some(ADMIN.to_owned()),
         request_timeout: Duration::from_secs(5),
         max_live_clients: 4,
+        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let http = reqwest::Client::new();
@@ -538,6 +540,7 @@ async fn api_live_push_delivers_exactly_the_observations_in_the_box() {
         admin_token: None,
         request_timeout: Duration::from_secs(5),
         max_live_clients: 1,
+        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let pos = |o: &Observation| {

@@ -44,6 +44,8 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Most live-push clients at once (each holds a Kafka consumer).
     pub max_live_clients: usize,
+    /// The built map dashboard (`scripts/dashboard.sh` writes `web/dist`).
+    pub dashboard_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -106,6 +108,7 @@ impl ApiStage {
             kafka: settings.kafka.clone(),
             live_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_live_clients)),
             shutdown: cancel.clone(),
+            dashboard_dir: settings.dashboard_dir.clone(),
             registries: Registries {
                 feeds: RegistryClient::new(
                     settings.kafka.clone(),

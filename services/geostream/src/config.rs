@@ -83,6 +83,9 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// Most live-push (SSE) clients at once; each holds one Kafka consumer. More answer 503.
     pub max_live_clients: usize,
+    /// Directory of the built map dashboard, served at `/dashboard/` (`scripts/dashboard.sh`
+    /// builds `web/dist`; relative paths are from the working directory).
+    pub dashboard_dir: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -94,6 +97,7 @@ impl Default for ApiConfig {
             admin_token_file: None,
             request_timeout_ms: 30_000,
             max_live_clients: 256,
+            dashboard_dir: PathBuf::from("web/dist"),
         }
     }
 }

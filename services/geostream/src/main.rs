@@ -427,6 +427,7 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
         admin_token,
         request_timeout: std::time::Duration::from_millis(api.request_timeout_ms),
         max_live_clients: api.max_live_clients,
+        dashboard_dir: api.dashboard_dir.clone(),
     };
     runtime()?.block_on(async {
         let telemetry = start_telemetry(valid, "api").await?;
