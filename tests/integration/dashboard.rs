@@ -15,7 +15,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use geostream_api::stage::{ApiSettings, ApiStage};
-use geostream_model::{Naming, Observation, TenantId, TopicKind};
+use geostream_model::geojson::Geometry;
+use geostream_model::time::OffsetDateTime;
+use geostream_model::time::format_description::well_known::Rfc3339;
+use geostream_model::{
+    Aggregate, AggregateKind, AnalyticId, DeadLetter, Naming, Observation, ReasonCode, Stage, TenantId, TopicKind,
+    Window,
+};
 use geostream_sink::stage::{SinkSettings, SinkStage};
 use geostream_sink::templates::IndexSettings;
 use geostream_telemetry::Telemetry;
@@ -90,20 +96,18 @@ fn decode_points(bytes: &[u8], layer: &str) -> Vec<(String, (i64, i64))> {
         .collect()
 }
 
-async fn wait_indexed(http: &reqwest::Client, url: &str, tenant: &TenantId, want: u64) {
-    let index = format!("geostream-{tenant}-observations-*");
+async fn wait_indexed(http: &reqwest::Client, url: &str, index: &str, want: u64) {
     let mut last = Value::Null;
     for _ in 0..600 {
         let _ = http.post(format!("{url}/{index}/_refresh")).send().await;
         let r = http.get(format!("{url}/{index}/_count")).send().await.unwrap();
         last = r.json().await.unwrap();
         if last["count"].as_u64() == Some(want) {
-            let _ = http.post(format!("{url}/geostream-{tenant}-latest/_refresh")).send().await;
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("the sink never stored {want} observations: {last}");
+    panic!("the sink never stored {want} documents in {index}: {last}");
 }
 
 async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>, stage: &str) -> Value {
@@ -239,7 +243,35 @@ async fn dashboard_shows_a_replay_live_and_a_clicked_tracks_history() {
         .expect("the sample has a track with two positions")
         .clone();
     let (tlon, tlat) = lon_lat(newest(&target));
-    wait_indexed(&http, &url, &tenant, obs.len() as u64).await;
+    // One aggregate bin, a hexagon around the target, for the map's bin layer and the tiles.
+    let t0 = obs.iter().map(|o| o.time).min().unwrap();
+    let mut bin = Aggregate::new(
+        AggregateKind::Bin,
+        AnalyticId::new("density").unwrap(),
+        Window::new(t0, t0 + Duration::from_secs(300)).unwrap(),
+        "hex-1",
+    );
+    let hexagon: Vec<[f64; 2]> = (0..=6)
+        .map(|i| {
+            let a = f64::from(i % 6) * std::f64::consts::PI / 3.0;
+            [tlon + 0.02 * a.cos(), tlat + 0.02 * a.sin()]
+        })
+        .collect();
+    bin.geometry = Some(Geometry::new_polygon([hexagon]));
+    bin.count = 42;
+    bin.shard = Some(0);
+    bin.refresh_id();
+    let payload = serde_json::to_vec(&bin).unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic(&tenant, TopicKind::Aggregates)).key("hex-1").payload(&payload),
+            Timeout::After(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    wait_indexed(&http, &url, &format!("geostream-{tenant}-observations-*"), obs.len() as u64).await;
+    wait_indexed(&http, &url, &format!("geostream-{tenant}-aggregates"), 1).await;
+    wait_indexed(&http, &url, &format!("geostream-{tenant}-latest"), per_track.len() as u64).await;
 
     let replay = json!({
         "tracks": per_track.len(),
@@ -295,6 +327,66 @@ async fn dashboard_shows_a_replay_live_and_a_clicked_tracks_history() {
     // A tile on the other side of the world is empty.
     let away = get_tile(format!("{base}/v1/{tenant}/tiles/latest/12/{}/{}.mvt", (x + 2048) % 4096, y)).await;
     assert!(decode_points(&away, "latest").iter().all(|(t, _)| *t != target));
+
+    // The bin's tile holds it as a polygon with its properties.
+    let bins = Tile::decode(&*get_tile(format!("{base}/v1/{tenant}/tiles/aggregates/12/{x}/{y}.mvt")).await).unwrap();
+    let layer = bins.layers.iter().find(|l| l.name == "aggregates").expect("an aggregates layer");
+    assert_eq!(layer.features.len(), 1);
+    let f = &layer.features[0];
+    assert_eq!(f.r#type(), geozero::mvt::tile::GeomType::Polygon);
+    let props: BTreeMap<&str, String> = f
+        .tags
+        .chunks(2)
+        .map(|kv| {
+            let v = &layer.values[kv[1] as usize];
+            let text = v
+                .string_value
+                .clone()
+                .or(v.int_value.map(|i| i.to_string()))
+                .or(v.sint_value.map(|i| i.to_string()))
+                .or(v.uint_value.map(|i| i.to_string()))
+                .or(v.double_value.map(|d| d.to_string()))
+                .unwrap_or_default();
+            (layer.keys[kv[0] as usize].as_str(), text)
+        })
+        .collect();
+    assert_eq!((props["count"].as_str(), props["bin"].as_str()), ("42", "hex-1"), "{props:?}");
+    let bin_json = serde_json::to_value(&bin).unwrap();
+    assert_eq!(props["window.start"], bin_json["properties"]["window"]["start"].as_str().unwrap(), "{props:?}");
+
+    // Feed status: every observation received in the window, and a dead letter of the feed
+    // (written as ingest writes them) counted as its error.
+    let dl = DeadLetter::new(
+        b"$GPRMC,broken".to_vec(),
+        Stage::Ingest,
+        ReasonCode::Malformed,
+        "test",
+        OffsetDateTime::now_utc(),
+    );
+    let dl = DeadLetter { feed: Some(obs[0].feed.as_str().to_owned()), ..dl };
+    let payload = serde_json::to_vec(&dl).unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic(&tenant, TopicKind::Deadletter)).key("x").payload(&payload),
+            Timeout::After(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    let r = http.get(format!("{base}/v1/{tenant}/feed-status?minutes=30")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["feeds"].as_array().unwrap().len(), 1, "{status}");
+    let feed = &status["feeds"][0];
+    assert_eq!(feed["feed"], obs[0].feed.as_str());
+    assert_eq!(
+        (feed["total"].as_u64(), feed["recent"].as_u64()),
+        (Some(REPLAY as u64), Some(REPLAY as u64)),
+        "{status}"
+    );
+    assert_eq!(feed["errors"], 1, "{status}");
+    let newest_time = obs.iter().map(|o| o.time).max().unwrap();
+    let last_time = OffsetDateTime::parse(feed["last_time"].as_str().unwrap(), &Rfc3339).unwrap();
+    assert_eq!(last_time.unix_timestamp(), newest_time.unix_timestamp(), "{status}");
 
     api.shutdown().await;
     sink.shutdown().await;

@@ -441,6 +441,22 @@ if (token && tenant) {
   });
 }
 
+function refreshAggregates() {
+  if (!styleReady) return;
+  const src = map.getSource('aggregates');
+  src.setTiles(src.tiles.slice());
+}
+setInterval(refreshAggregates, 30_000);
+
+// Every track in view, the panel's width kept clear.
+function fitAll() {
+  const pts = [...state.tracks.values()].map((t) => position(t.feature)).filter(Boolean);
+  if (!pts.length) return;
+  const b = new maplibregl.LngLatBounds(pts[0], pts[0]);
+  pts.forEach((p) => b.extend(p));
+  map.fitBounds(b, { padding: { top: 40, bottom: 40, left: 40, right: 380 }, maxZoom: 12, duration: 0 });
+}
+
 // ---- the hook browser tests count through ----
 window.geostream = {
   isLive: () => state.obsReady,
@@ -466,4 +482,8 @@ window.geostream = {
   fences: () => state.fences,
   errors: () => [...state.errors],
   mapLoaded: () => styleReady && map.loaded(),
+  // Tiles are cached by the map; new bins show after a reload (also every 30 s).
+  refreshAggregates,
+  renderedAggregates: () => (styleReady ? map.queryRenderedFeatures({ layers: ['aggregates-fill'] }).length : 0),
+  fitAll,
 };

@@ -43,6 +43,7 @@ async function seen() {
         selected: g.selectedTrack(),
         history_points: g.historyPoints(),
         window_points: g.windowPoints(),
+        rendered_aggregates: g.renderedAggregates(),
         errors: g.errors(),
       };
     })
@@ -76,8 +77,11 @@ if (done) await fail('replay description', 'stdin closed');
 const replay = JSON.parse(line);
 await until('live points', (n) => window.geostream.livePointCount() === n, replay.tracks);
 
-// 3. Click the target track's point on the map and see its history drawn.
+// 3. Click the target track's point on the map and see its history drawn; the aggregate bin
+// produced around it is drawn from the vector tiles.
 await page.evaluate(([p]) => window.geostream.focus(p, 12), [replay.target_position]);
+await page.evaluate(() => window.geostream.refreshAggregates());
+await until('aggregate bins drawn', () => window.geostream.renderedAggregates() > 0);
 await until('target drawn', (t) => window.geostream.trackScreenPoint(t) !== null, replay.target);
 const at = await page.evaluate((t) => window.geostream.trackScreenPoint(t), replay.target);
 await page.mouse.click(at.x, at.y);
@@ -103,6 +107,9 @@ const feedRow = await page.evaluate((feed) => {
   return { total: Number(tr.dataset.total), cells: [...tr.cells].map((c) => c.textContent) };
 }, replay.feed);
 
+// 6. The screenshot: every track in view, the clicked one's history and the bins on top.
+await page.evaluate(() => window.geostream.fitAll());
+await until('map idle', () => window.geostream.mapLoaded());
 if (shot) await page.screenshot({ path: shot });
 const s = await seen();
 const external = requests.filter((u) => !u.startsWith(base) && !u.startsWith('data:') && !u.startsWith('blob:'));
