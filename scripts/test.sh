@@ -34,7 +34,8 @@ timed() {
 }
 
 # Build prerequisites a fresh Debian machine may lack (rdkafka builds librdkafka with cmake).
-timed "system packages" gs_apt build-essential cmake pkg-config curl openssl unzip zlib1g-dev libssl-dev libcurl4-openssl-dev libzstd-dev python3-venv
+# chromium, nodejs and npm: the dashboard's build (scripts/dashboard.sh) and its browser test.
+timed "system packages" gs_apt build-essential cmake pkg-config curl openssl unzip zlib1g-dev libssl-dev libcurl4-openssl-dev libzstd-dev python3-venv chromium nodejs npm
 
 rust_components() {
   local c
@@ -50,6 +51,7 @@ fi
 eval "$(./scripts/testenv.sh env)"
 ./scripts/testenv.sh status
 
+timed "dashboard (scripts/dashboard.sh)" ./scripts/dashboard.sh
 timed "cargo fmt --check" cargo fmt --all -- --check
 timed "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 timed "cargo test" cargo test --workspace --locked

@@ -166,6 +166,7 @@ async fn contract_on(engine: &str, var: &str) {
         request_timeout: Duration::from_secs(30),
         max_live_clients: 4,
         limits: geostream_api::limits::Limits::default(),
+        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
     };
     let telemetry = Telemetry::new("api", tenant.as_str());
     let stage = ApiStage::start(settings, &telemetry).await.unwrap();
@@ -419,6 +420,7 @@ async fn api_registry_round_trip_on_kafka() {
         request_timeout: Duration::from_secs(5),
         max_live_clients: 4,
         limits: geostream_api::limits::Limits::default(),
+        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let http = reqwest::Client::new();
@@ -541,6 +543,7 @@ async fn api_live_push_delivers_exactly_the_observations_in_the_box() {
         request_timeout: Duration::from_secs(5),
         max_live_clients: 1,
         limits: geostream_api::limits::Limits::default(),
+        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let pos = |o: &Observation| {

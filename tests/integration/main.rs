@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod api;
+mod dashboard;
 mod helm;
 mod ingest;
 mod kafka;

@@ -60,6 +60,21 @@ impl Store {
         }
     }
 
+    /// Per feed: observations stored, arrived since `since`, newest arrival and event time.
+    pub async fn feed_status(
+        &self,
+        since: geostream_model::time::OffsetDateTime,
+    ) -> Result<Vec<crate::feed_status::FeedStatus>, ApiError> {
+        match self {
+            Store::Search { search, naming, tenant } => {
+                let index = Collection::Observations.index(naming, tenant);
+                let answer = search.search(&index, &crate::feed_status::query(since)).await?;
+                crate::feed_status::read(&answer)
+            }
+            Store::Local(local) => local.feed_status(since).await,
+        }
+    }
+
     /// Whether the backend answers (readiness).
     pub async fn ping(&self) -> Result<(), ApiError> {
         match self {

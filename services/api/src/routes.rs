@@ -60,6 +60,8 @@ pub struct AppState {
     /// Cancelled when the stage stops: live streams end then, or the graceful shutdown would wait
     /// for them forever.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Where the built dashboard's files are (`api.dashboard_dir`).
+    pub dashboard_dir: std::path::PathBuf,
 }
 
 type App = State<Arc<AppState>>;
@@ -74,6 +76,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/{tenant}/tracks/{track}", get(track))
         .route("/v1/{tenant}/events", get(events))
         .route("/v1/{tenant}/aggregates", get(aggregates))
+        .route("/v1/{tenant}/tiles/{layer}/{z}/{x}/{y}", get(crate::maps::tile))
+        .route("/v1/{tenant}/feed-status", get(crate::maps::feed_status))
+        .route("/", get(crate::maps::to_dashboard))
+        .route("/dashboard", get(crate::maps::to_dashboard))
+        .route("/dashboard/", get(crate::maps::dashboard_index))
+        .route("/dashboard/{*path}", get(crate::maps::dashboard_file))
         .route("/openapi.json", get(openapi))
         .route("/v1/{tenant}/live", get(live))
         .route("/v1/{tenant}/{registry}", get(registry_list))
@@ -122,14 +130,14 @@ async fn method_not_allowed(uri: Uri) -> Response {
     .into_response()
 }
 
-fn answer(uri: &Uri, result: Result<Response, ApiError>) -> Response {
+pub(crate) fn answer(uri: &Uri, result: Result<Response, ApiError>) -> Response {
     match result {
         Ok(r) => r,
         Err(error) => Failure { error, instance: uri.path().to_owned() }.into_response(),
     }
 }
 
-fn json_response(content_type: &'static str, body: &Value) -> Response {
+pub(crate) fn json_response(content_type: &'static str, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut r = (StatusCode::OK, bytes).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -138,7 +146,7 @@ fn json_response(content_type: &'static str, body: &Value) -> Response {
 
 impl AppState {
     /// Checks the token for `tenant`, then that this API serves it.
-    fn guard(&self, headers: &HeaderMap, tenant: &str, access: Access) -> Result<(), ApiError> {
+    pub(crate) fn guard(&self, headers: &HeaderMap, tenant: &str, access: Access) -> Result<(), ApiError> {
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         self.tokens.check(auth, tenant, access)?;
         if tenant != self.tenant.as_str() {
@@ -150,7 +158,7 @@ impl AppState {
         Ok(())
     }
 
-    async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         c: Collection,
         filters: &Filters,
@@ -159,6 +167,28 @@ impl AppState {
         count_total: bool,
     ) -> Result<Page, ApiError> {
         self.store.page(c, filters, size, after, count_total).await
+    }
+
+    /// Every aggregate bin matching `filters`, shards summed (see [`shape::combine_shards`]).
+    pub(crate) async fn aggregate_bins(&self, filters: &Filters) -> Result<Vec<Value>, ApiError> {
+        // Every shard document of every bin is needed before any bin can be summed.
+        let mut docs = Vec::new();
+        let mut after: Option<Vec<Value>> = None;
+        loop {
+            let page = self.fetch(Collection::Aggregates, filters, 1000, after.as_deref(), false).await?;
+            let n = page.features.len();
+            docs.extend(page.features);
+            if docs.len() > MAX_AGGREGATE_DOCS {
+                return Err(ApiError::TooLarge(format!(
+                    "more than {MAX_AGGREGATE_DOCS} aggregate documents match; narrow it with analytic, start/end or bbox"
+                )));
+            }
+            if n < 1000 {
+                break;
+            }
+            after = page.sorts.last().cloned();
+        }
+        Ok(shape::combine_shards(&docs))
     }
 
     /// One page of `limit` and whether more follow: asks for one more than needed, so the last
@@ -185,7 +215,7 @@ impl AppState {
 }
 
 /// Refuses parameters the endpoint does not know, so a typo (`bbbox`) is not silently ignored.
-fn only(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn only(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     let mut unknown: Vec<&String> = q.keys().filter(|k| !known.contains(&k.as_str())).collect();
     unknown.sort();
     match unknown.first() {
@@ -196,7 +226,7 @@ fn only(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     }
 }
 
-fn get_param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+pub(crate) fn get_param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     q.get(name).map(String::as_str)
 }
 
@@ -204,7 +234,10 @@ fn bbox_of(q: &HashMap<String, String>) -> Result<Option<Bbox>, ApiError> {
     get_param(q, "bbox").map(Bbox::parse).transpose()
 }
 
-fn terms(q: &HashMap<String, String>, names: &[&'static str]) -> Result<Vec<(&'static str, String)>, ApiError> {
+pub(crate) fn terms(
+    q: &HashMap<String, String>,
+    names: &[&'static str],
+) -> Result<Vec<(&'static str, String)>, ApiError> {
     let mut out = Vec::new();
     for name in names {
         if let Some(v) = params::keyword(name, get_param(q, name))? {
@@ -317,24 +350,7 @@ async fn aggregates(
             terms: terms(&q, &["analytic"])?,
             ..Filters::default()
         };
-        // Every shard document of every bin is needed before any bin can be summed.
-        let mut docs = Vec::new();
-        let mut after: Option<Vec<Value>> = None;
-        loop {
-            let page = app.fetch(Collection::Aggregates, &filters, 1000, after.as_deref(), false).await?;
-            let n = page.features.len();
-            docs.extend(page.features);
-            if docs.len() > MAX_AGGREGATE_DOCS {
-                return Err(ApiError::TooLarge(format!(
-                    "more than {MAX_AGGREGATE_DOCS} aggregate documents match; narrow it with analytic, start/end or bbox"
-                )));
-            }
-            if n < 1000 {
-                break;
-            }
-            after = page.sorts.last().cloned();
-        }
-        let bins = shape::combine_shards(&docs);
+        let bins = app.aggregate_bins(&filters).await?;
         Ok(json_response(GEO_JSON, &shape::collection(bins, Map::new())))
     };
     answer(&uri, r.await)
@@ -669,6 +685,7 @@ mod tests {
             kafka,
             live_slots: Arc::new(tokio::sync::Semaphore::new(0)),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
         }))
     }
 
@@ -738,6 +755,16 @@ mod tests {
             ("PUT", "/v1/acme/fences/f1", None, 401, None),
             ("POST", "/v1/acme/latest", Some("r"), 405, None),
             ("GET", "/elsewhere", Some("r"), 404, None),
+            ("GET", "/v1/acme/tiles/latest/3/1/2.mvt", None, 401, None),
+            ("GET", "/v1/acme/tiles/roads/3/1/2.mvt", Some("r"), 404, None),
+            ("GET", "/v1/acme/tiles/latest/3/8/2.mvt", Some("r"), 400, Some("tile")),
+            ("GET", "/v1/acme/tiles/latest/3/1/2.png", Some("r"), 400, Some("tile")),
+            ("GET", "/v1/acme/tiles/latest/3/1/2.mvt?analytic=x", Some("r"), 400, Some("analytic")),
+            ("GET", "/v1/acme/tiles/aggregates/3/1/2.mvt?start=x", Some("r"), 400, Some("start")),
+            ("GET", "/v1/acme/feed-status", Some("o"), 403, None),
+            ("GET", "/v1/acme/feed-status?minutes=0", Some("r"), 400, Some("minutes")),
+            ("GET", "/dashboard/", None, 404, None),
+            ("GET", "/dashboard/../secret", None, 404, None),
         ];
         for (method, uri, token, want, parameter) in cases {
             let (status, ct, body) = call(method, uri, *token).await;
@@ -767,6 +794,17 @@ mod tests {
         assert_eq!(status, 200, "the API description needs no token");
         assert!(ct.starts_with("application/vnd.oai.openapi+json"), "{ct}");
         assert!(body["paths"]["/v1/{tenant}/events"].is_object());
+    }
+
+    #[tokio::test]
+    async fn the_root_leads_to_the_dashboard() {
+        for uri in ["/", "/dashboard"] {
+            let resp = app().oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(resp.status().as_u16(), 303, "{uri}");
+            assert_eq!(resp.headers()["location"], "/dashboard/");
+        }
+        let (_, _, body) = call("GET", "/dashboard/", None).await;
+        assert!(body["detail"].as_str().unwrap().contains("scripts/dashboard.sh"), "{body}");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct ApiSettings {
     pub max_live_clients: usize,
     /// Request rate and body limits.
     pub limits: crate::limits::Limits,
+    /// The built map dashboard (`scripts/dashboard.sh` writes `web/dist`).
+    pub dashboard_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -154,6 +156,7 @@ impl ApiStage {
             kafka: settings.kafka.clone(),
             live_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_live_clients)),
             shutdown: cancel.clone(),
+            dashboard_dir: settings.dashboard_dir.clone(),
             registries: Registries {
                 feeds: RegistryClient::new(
                     settings.kafka.clone(),

@@ -90,6 +90,9 @@ pub struct ApiConfig {
     pub rate_limit_burst: u32,
     /// Largest request body (registry writes); larger ones answer 413.
     pub max_body_bytes: usize,
+    /// Directory of the built map dashboard, served at `/dashboard/` (`scripts/dashboard.sh`
+    /// builds `web/dist`; relative paths are from the working directory).
+    pub dashboard_dir: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -104,6 +107,7 @@ impl Default for ApiConfig {
             rate_limit_per_s: 100,
             rate_limit_burst: 200,
             max_body_bytes: 16 * 1024 * 1024,
+            dashboard_dir: PathBuf::from("web/dist"),
         }
     }
 }

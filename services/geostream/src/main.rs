@@ -434,6 +434,7 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
             burst: api.rate_limit_burst,
             max_body_bytes: api.max_body_bytes,
         },
+        dashboard_dir: api.dashboard_dir.clone(),
     };
     runtime()?.block_on(async {
         let telemetry = start_telemetry(valid, "api").await?;

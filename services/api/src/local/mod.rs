@@ -52,6 +52,34 @@ pub trait ArchiveRead: Send + Sync + 'static {
     fn by_id<'a>(&'a self, c: Collection, id: &'a str) -> BoxFuture<'a, Result<Vec<Value>, ApiError>>;
     /// The newest archived observation of every track.
     fn latest(&self) -> BoxFuture<'_, Result<Vec<Value>, ApiError>>;
+    /// Per feed over the archived observations: stored, arrived at or after `since_ns`, newest
+    /// arrival and event time (ns).
+    fn feeds(&self, since_ns: i64) -> BoxFuture<'_, Result<Vec<FeedFigures>, ApiError>>;
+}
+
+/// One feed's figures over some observations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedFigures {
+    /// Feed id.
+    pub feed: String,
+    /// Observations.
+    pub total: u64,
+    /// Observations received at or after the window start.
+    pub recent: u64,
+    /// Newest arrival, ns.
+    pub last_received_ns: Option<i64>,
+    /// Newest event time, ns.
+    pub last_time_ns: Option<i64>,
+}
+
+impl FeedFigures {
+    /// Adds another source's figures of the same feed.
+    pub fn add(&mut self, other: &FeedFigures) {
+        self.total += other.total;
+        self.recent += other.recent;
+        self.last_received_ns = self.last_received_ns.max(other.last_received_ns);
+        self.last_time_ns = self.last_time_ns.max(other.last_time_ns);
+    }
 }
 
 /// The local backend's settings.
@@ -186,6 +214,55 @@ impl LocalStore {
         }
         let keyed = found.into_iter().filter_map(|f| Some(Keyed { key: select::sort_key(c, &f)?, feature: f }));
         Ok(select::merge(c, keyed).into_iter().next().map(|k| k.feature))
+    }
+
+    /// Feed figures over the archive and the live tail.
+    pub async fn feed_status(
+        &self,
+        since: geostream_model::time::OffsetDateTime,
+    ) -> Result<Vec<crate::feed_status::FeedStatus>, ApiError> {
+        let since_ns = i64::try_from(since.unix_timestamp_nanos()).unwrap_or(i64::MIN);
+        let progress = self.archive.progress().await?;
+        let mut by_feed: BTreeMap<String, FeedFigures> = BTreeMap::new();
+        for f in self.archive.feeds(since_ns).await? {
+            by_feed
+                .entry(f.feed.clone())
+                .or_insert_with(|| FeedFigures { feed: f.feed.clone(), ..FeedFigures::default() })
+                .add(&f);
+        }
+        {
+            let l = read(&self.layer);
+            for o in l.tail(TopicKind::Observations, &progress) {
+                let Some(feed) = o.pointer("/properties/feed").and_then(Value::as_str) else { continue };
+                let received = o.pointer("/properties/received").and_then(Value::as_str).and_then(select::nanos);
+                let one = FeedFigures {
+                    feed: feed.to_owned(),
+                    total: 1,
+                    recent: u64::from(received.is_some_and(|r| r >= since_ns)),
+                    last_received_ns: received,
+                    last_time_ns: o.pointer("/properties/time").and_then(Value::as_str).and_then(select::nanos),
+                };
+                by_feed
+                    .entry(feed.to_owned())
+                    .or_insert_with(|| FeedFigures { feed: feed.to_owned(), ..FeedFigures::default() })
+                    .add(&one);
+            }
+        }
+        let text = |ns: Option<i64>| {
+            ns.and_then(|n| geostream_model::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).ok())
+                .and_then(|t| t.format(&geostream_model::time::format_description::well_known::Rfc3339).ok())
+        };
+        Ok(by_feed
+            .into_values()
+            .map(|f| crate::feed_status::FeedStatus {
+                feed: f.feed,
+                total: f.total,
+                recent: f.recent,
+                last_received: text(f.last_received_ns),
+                last_time: text(f.last_time_ns),
+                errors: 0,
+            })
+            .collect())
     }
 
     /// Whether the archive can be read.
