@@ -23,7 +23,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM node:22-bookworm-slim AS dashboard
 WORKDIR /src
 COPY . .
-RUN if [ -x scripts/dashboard.sh ]; then scripts/dashboard.sh build --out /out/dashboard; else mkdir -p /out/dashboard; fi
+RUN scripts/dashboard.sh && mkdir -p /out && cp -r web/dist /out/dashboard
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
@@ -36,7 +36,8 @@ COPY --from=build /out/geostream /usr/local/bin/geostream
 COPY --from=dashboard /out/dashboard /usr/share/geostream/dashboard
 COPY feeds /usr/share/geostream/feeds
 ENV GEOSTREAM_DATA_DIR=/var/lib/geostream \
-    GEOSTREAM_TELEMETRY__LISTEN=0.0.0.0:9464
+    GEOSTREAM_TELEMETRY__LISTEN=0.0.0.0:9464 \
+    GEOSTREAM_API__DASHBOARD_DIR=/usr/share/geostream/dashboard
 # The stage's persistent volume: spool, checkpoints, archive.
 VOLUME ["/var/lib/geostream"]
 USER 65532:65532
