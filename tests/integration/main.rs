@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod api;
+mod faultproxy;
 mod helm;
 mod ingest;
 mod kafka;
@@ -11,3 +12,4 @@ mod mqtt;
 mod outputs;
 mod search;
 mod sink;
+mod sink_faults;
