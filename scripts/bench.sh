@@ -26,11 +26,24 @@
 # "speedup_per_core" our figure over that. If Tile38 cannot be built or
 # run, the script says so, still prints the other figures, and exits 1.
 #
+# Then the benchmarks against real services (`cargo bench -p geostream-benches`, see
+# docs/benchmarks.md): `sink_vs_bulk/sink` (the sink stage draining Kafka into Elasticsearch,
+# records/s) against `sink_vs_bulk/raw_bulk` (a raw `_bulk` loader sending the same documents to the
+# same Elasticsearch in the same run; target ratio 0.8), and the latest-in-bbox query under
+# concurrent load: `latest_latency/api` against `latest_latency/search` (queries/s), and
+# `latest_latency/api_p50`, `latest_latency/api_p99` (ms) against the same queries sent straight to
+# Elasticsearch's `_search` ("ratio" is the API's latency over the engine's: its overhead). These
+# lines have "per_core": false. Kafka and Elasticsearch come from scripts/testenv.sh: when they
+# are not running, the script says so and starts them (`scripts/testenv.sh up kafka elasticsearch`;
+# they are left running).
+#
 # Usage: scripts/bench.sh [criterion filter...]
 # Env:   BENCH_ARGS   criterion options (default: --warm-up-time 1 --measurement-time 3)
 #        BENCH_TILE38=0  leave the Tile38 comparison out (said on stderr; the default runs it)
 #        TILE38_CONNECTIONS  client connections to Tile38 (default: the number of cores)
 #        TILE38_SRC   see scripts/tile38.sh (where the Go module proxy does not serve Tile38)
+#        BENCH_SERVICES=0  leave the benchmarks against Kafka and Elasticsearch out (said on stderr)
+#        BENCH_TRACKS, BENCH_CLIENTS, BENCH_QUERIES  see benches/benches/latest_latency.rs (10000, 16, 25)
 #        CARGO_TARGET_DIR is respected (criterion writes under $CARGO_TARGET_DIR/criterion).
 set -euo pipefail
 
@@ -74,11 +87,28 @@ else
     tile38_failed="the tile38 bench failed (see above)"
 fi
 
-python3 - "$criterion_dir" "$tile38_report" "$cores" "$TILE38_CONNECTIONS" <<'EOF'
+latency_report="$target_dir/latest-latency.jsonl"
+rm -f "$latency_report"
+if [ "${BENCH_SERVICES:-1}" = 0 ]; then
+  echo "bench.sh: BENCH_SERVICES=0: the sink_vs_bulk and latest_latency benchmarks are left out of this run" >&2
+else
+  if ! scripts/testenv.sh status kafka elasticsearch >/dev/null 2>&1; then
+    echo "bench.sh: Kafka or Elasticsearch is not running: starting them with 'scripts/testenv.sh up kafka elasticsearch' (left running afterwards; 'scripts/testenv.sh down' stops them)" >&2
+    scripts/testenv.sh up kafka elasticsearch >&2
+  fi
+  eval "$(scripts/testenv.sh env)"
+  # shellcheck disable=SC2086
+  cargo bench -p geostream-benches --bench sink_vs_bulk -- $BENCH_ARGS "$@" >&2
+  # shellcheck disable=SC2086
+  BENCH_REPORT=$latency_report cargo bench -p geostream-benches --bench latest_latency -- $BENCH_ARGS "$@" >&2
+fi
+
+python3 - "$criterion_dir" "$tile38_report" "$cores" "$TILE38_CONNECTIONS" "$latency_report" <<'EOF'
 import json, os, sys
 
 root = sys.argv[1]
 tile38_report, cores, connections = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+latency_report = sys.argv[5]
 
 # name -> (reference name or None, target ratio or None, absolute target in records/s or None)
 FIGURES = {
@@ -122,7 +152,17 @@ FIGURES = {
     "bins/grid_hashmap_reference": (None, None, None),
     # The same through the engine (Observation in, Aggregate records out).
     "bins/engine_h3": ("bins/h3_hashmap_reference", None, 3_000_000),
+    # Against real Kafka and Elasticsearch (benches/benches/*.rs): records/s written by the sink
+    # (each an observation document and its `latest` document) against a raw _bulk loader sending
+    # the same documents in the same run; queries/s of the latest-in-bbox query through the API
+    # against the same queries sent straight to _search.
+    "sink_vs_bulk/sink": ("sink_vs_bulk/raw_bulk", 0.8, None),
+    "sink_vs_bulk/raw_bulk": (None, None, None),
+    "latest_latency/api": ("latest_latency/search", None, None),
+    "latest_latency/search": (None, None, None),
 }
+# Figures of services (several processes, all cores), not of one core.
+NOT_PER_CORE = {"sink_vs_bulk", "latest_latency"}
 
 # Tile38 doing the same work (same fences, same points) over loopback -> our index's figure.
 TILE38 = {
@@ -139,7 +179,8 @@ if os.path.exists(tile38_report):
             agreement.setdefault(a.pop("name"), {}).update(a)
 
 # Unit per figure family (records/s unless listed).
-UNITS = {"geofence_real": "points/s", "geofence_10k": "points/s", "geofence_build": "fences/s"}
+UNITS = {"geofence_real": "points/s", "geofence_10k": "points/s", "geofence_build": "fences/s",
+         "latest_latency": "queries/s"}
 
 
 def rate(name):
@@ -180,7 +221,7 @@ for name, (ref, target_ratio, target_value) in FIGURES.items():
         "ratio": rounded(ratio, 3),
         "target_ratio": target_ratio,
         "target_value": target_value,
-        "per_core": True,
+        "per_core": name.split("/")[0] not in NOT_PER_CORE,
     }
     checks = []
     if target_ratio is not None and ratio is not None:
@@ -217,6 +258,17 @@ for name, ref in TILE38.items():
         "meets_target": None if speedup is None else speedup >= TILE38_TARGET_SPEEDUP,
     }
     print(json.dumps(line))
+
+# Latency percentiles of the latest-in-bbox query, written by the latest_latency bench: the API's
+# against _search's with the same concurrency; "ratio" is the API's overhead (1.0 = none).
+if os.path.exists(latency_report):
+    with open(latency_report) as f:
+        for raw in f:
+            if raw.strip():
+                found += 1
+                line = json.loads(raw)
+                line.update({"target_ratio": None, "target_value": None, "per_core": False, "meets_target": None})
+                print(json.dumps(line))
 
 if found == 0:
     sys.exit(f"bench.sh: no criterion results under {root}")

@@ -4,6 +4,7 @@
 
 mod api;
 mod dashboard;
+mod faultproxy;
 mod helm;
 mod ingest;
 mod kafka;
@@ -12,3 +13,4 @@ mod mqtt;
 mod outputs;
 mod search;
 mod sink;
+mod sink_faults;

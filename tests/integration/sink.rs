@@ -53,7 +53,7 @@ pub(crate) fn sample(n: usize) -> Vec<Observation> {
     out
 }
 
-fn settings(tenant: &TenantId, bootstrap: &str, url: &str, batch: usize) -> SinkSettings {
+pub(crate) fn settings(tenant: &TenantId, bootstrap: &str, url: &str, batch: usize) -> SinkSettings {
     SinkSettings {
         tenant: tenant.clone(),
         naming: Naming::default(),
@@ -70,11 +70,11 @@ fn settings(tenant: &TenantId, bootstrap: &str, url: &str, batch: usize) -> Sink
     }
 }
 
-fn topic(tenant: &TenantId, kind: TopicKind) -> String {
+pub(crate) fn topic(tenant: &TenantId, kind: TopicKind) -> String {
     Naming::default().topic(tenant, kind)
 }
 
-async fn create_topics(bootstrap: &str, tenant: &TenantId) {
+pub(crate) async fn create_topics(bootstrap: &str, tenant: &TenantId) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
     let names: Vec<(String, i32)> = vec![
@@ -89,15 +89,15 @@ async fn create_topics(bootstrap: &str, tenant: &TenantId) {
     }
 }
 
-fn producer(bootstrap: &str) -> FutureProducer {
+pub(crate) fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new().set("bootstrap.servers", bootstrap).set("enable.idempotence", "true").create().unwrap()
 }
 
-async fn produce(p: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+pub(crate) async fn produce(p: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
     p.send(FutureRecord::to(topic).key(key).payload(payload), Timeout::After(Duration::from_secs(30))).await.unwrap();
 }
 
-async fn produce_observations(p: &FutureProducer, tenant: &TenantId, obs: &[Observation]) {
+pub(crate) async fn produce_observations(p: &FutureProducer, tenant: &TenantId, obs: &[Observation]) {
     let t = topic(tenant, TopicKind::Observations);
     for o in obs {
         produce(p, &t, &o.kafka_key(), &serde_json::to_vec(o).unwrap()).await;
@@ -105,7 +105,7 @@ async fn produce_observations(p: &FutureProducer, tenant: &TenantId, obs: &[Obse
 }
 
 /// Waits (bounded by checks, not time) until the sink's group has committed the end of each topic.
-async fn caught_up(bootstrap: &str, tenant: &TenantId, topics: &[TopicKind]) {
+pub(crate) async fn caught_up(bootstrap: &str, tenant: &TenantId, topics: &[TopicKind]) {
     let group = Naming::default().consumer_group(tenant, Stage::Sink);
     let consumer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", &group).create().unwrap();
@@ -141,7 +141,7 @@ async fn caught_up(bootstrap: &str, tenant: &TenantId, topics: &[TopicKind]) {
 }
 
 /// Every record on `topic` from the beginning to its current end.
-fn read_topic(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
+pub(crate) fn read_topic(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", geostream_tests::unique("reader"))
@@ -164,13 +164,13 @@ fn read_topic(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
     panic!("{topic}: no end of partition after 600 polls");
 }
 
-struct Search {
-    http: reqwest::Client,
-    url: String,
+pub(crate) struct Search {
+    pub(crate) http: reqwest::Client,
+    pub(crate) url: String,
 }
 
 impl Search {
-    async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         let resp = self.http.get(format!("{}/{path}", self.url)).send().await.unwrap();
         let status = resp.status();
         let body: Value = resp.json().await.unwrap();
@@ -179,24 +179,24 @@ impl Search {
     }
 
     /// Makes everything written so far visible to search (the engines refresh once a second).
-    async fn refresh(&self, index: &str) {
+    pub(crate) async fn refresh(&self, index: &str) {
         let r = self.http.post(format!("{}/{index}/_refresh", self.url)).send().await.unwrap();
         assert!(r.status().is_success(), "refresh {index}: {}", r.status());
     }
 
-    async fn count(&self, index: &str) -> u64 {
+    pub(crate) async fn count(&self, index: &str) -> u64 {
         self.refresh(index).await;
         self.get(&format!("{index}/_count")).await["count"].as_u64().unwrap()
     }
 
-    async fn all(&self, index: &str) -> Vec<Value> {
+    pub(crate) async fn all(&self, index: &str) -> Vec<Value> {
         self.refresh(index).await;
         let body = self.get(&format!("{index}/_search?size=10000")).await;
         body["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_source"].clone()).collect()
     }
 
     /// Removes the test's indices and templates (best effort; names are unique per run anyway).
-    async fn cleanup(&self, tenant: &TenantId) {
+    pub(crate) async fn cleanup(&self, tenant: &TenantId) {
         let _ = self.http.delete(format!("{}/geostream-{tenant}-*", self.url)).send().await;
         for kind in ["observations", "events", "aggregates", "latest"] {
             let _ = self.http.delete(format!("{}/_index_template/geostream-{tenant}-{kind}", self.url)).send().await;
@@ -204,12 +204,12 @@ impl Search {
     }
 }
 
-fn parse_time(v: &Value) -> OffsetDateTime {
+pub(crate) fn parse_time(v: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(v.as_str().unwrap(), &Rfc3339).unwrap()
 }
 
 /// The newest event time per track.
-fn newest(obs: &[Observation]) -> HashMap<String, OffsetDateTime> {
+pub(crate) fn newest(obs: &[Observation]) -> HashMap<String, OffsetDateTime> {
     let mut m: HashMap<String, OffsetDateTime> = HashMap::new();
     for o in obs {
         let track = o.track.as_ref().unwrap().as_str().to_owned();
@@ -476,7 +476,7 @@ impl Outage {
 }
 
 /// What the sink's group has committed on `topic`, summed over partitions, and the topic's end.
-fn committed_and_end(bootstrap: &str, tenant: &TenantId, kind: TopicKind) -> (i64, i64) {
+pub(crate) fn committed_and_end(bootstrap: &str, tenant: &TenantId, kind: TopicKind) -> (i64, i64) {
     let name = topic(tenant, kind);
     let group = Naming::default().consumer_group(tenant, Stage::Sink);
     let consumer: BaseConsumer =
@@ -499,10 +499,20 @@ fn committed_and_end(bootstrap: &str, tenant: &TenantId, kind: TopicKind) -> (i6
 }
 
 /// The value of an unlabelled sink counter in the telemetry text.
-fn counter(telemetry: &Telemetry, name: &str) -> u64 {
+pub(crate) fn counter(telemetry: &Telemetry, name: &str) -> u64 {
     let text = telemetry.encode().unwrap();
     text.lines()
         .find(|l| l.starts_with(&format!("geostream_sink_{name}_total{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The value of an unlabelled sink gauge in the telemetry text.
+fn gauge(telemetry: &Telemetry, name: &str) -> u64 {
+    let text = telemetry.encode().unwrap();
+    text.lines()
+        .find(|l| l.starts_with(&format!("geostream_sink_{name}{{")))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -516,7 +526,7 @@ async fn sink_waits_out_an_engine_outage_and_loses_nothing() {
     let tenant: TenantId = geostream_tests::unique("sink-out").parse().unwrap();
     create_topics(&bootstrap, &tenant).await;
     let p = producer(&bootstrap);
-    let obs = sample(500);
+    let obs = sample(1500);
     produce_observations(&p, &tenant, &obs[..300]).await;
 
     // Down at start: no templates, not ready, nothing committed.
@@ -539,19 +549,38 @@ async fn sink_waits_out_an_engine_outage_and_loses_nothing() {
     assert!(telemetry.health().report().ready);
     assert_eq!(search.count(&format!("geostream-{tenant}-observations-*")).await, 300);
 
-    // Down mid-stream: bulk requests fail and are retried, the new records stay uncommitted.
+    // Down mid-stream: bulk requests fail and are retried, the new records stay uncommitted, and
+    // while records keep coming the sink holds no more than one batch (its prefetch queue is
+    // bounded by librdkafka's settings, see docs/sink.md).
     engine.down().await;
     let errors_before = counter(&telemetry, "request_errors");
-    produce_observations(&p, &tenant, &obs[300..]).await;
+    let (mut held_records, mut held_bytes) = (0, 0);
+    let mut sample_held = || {
+        held_records = held_records.max(gauge(&telemetry, "held_records"));
+        held_bytes = held_bytes.max(gauge(&telemetry, "held_bytes"));
+    };
+    for chunk in obs[300..].chunks(100) {
+        produce_observations(&p, &tenant, chunk).await;
+        sample_held();
+    }
     for _ in 0..600 {
-        if counter(&telemetry, "request_errors") > errors_before {
+        sample_held();
+        if counter(&telemetry, "request_errors") > errors_before + 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(counter(&telemetry, "request_errors") > errors_before, "no bulk request failed while the engine was away");
+    assert!(
+        counter(&telemetry, "request_errors") > errors_before + 2,
+        "bulk requests did not fail while the engine was away"
+    );
     let (at, end) = committed_and_end(&bootstrap, &tenant, TopicKind::Observations);
     assert!(at < end, "offsets were committed while the engine was away: {at} of {end}");
+    let batch = settings(&tenant, &bootstrap, &url, 100);
+    assert!(held_records > 0, "the failing batch is held: {held_records}");
+    assert!(held_records <= batch.batch_max_records as u64, "held {held_records} records, more than a batch");
+    assert!(held_bytes > 0 && held_bytes <= batch.batch_max_bytes as u64, "held {held_bytes} bytes");
+    assert!(end - at > batch.batch_max_records as i64, "more records arrived than a batch: {at} of {end}");
 
     engine.up().await;
     caught_up(&bootstrap, &tenant, &[TopicKind::Observations]).await;

@@ -55,6 +55,11 @@ pub struct SinkMetrics {
     pub templates_installed: Gauge,
     /// Records behind the end of the partition after the last commit that covered it.
     pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Records of the batch in hand (collected, not yet committed): what the sink itself holds in
+    /// memory, at most `batch_max_records` however long the engine is away.
+    pub held_records: Gauge,
+    /// Kafka value bytes of the batch in hand.
+    pub held_bytes: Gauge,
 }
 
 impl Default for SinkMetrics {
@@ -71,6 +76,8 @@ impl Default for SinkMetrics {
             batch_records: Gauge::default(),
             templates_installed: Gauge::default(),
             consumer_lag: Family::default(),
+            held_records: Gauge::default(),
+            held_bytes: Gauge::default(),
         }
     }
 }
@@ -101,5 +108,7 @@ impl SinkMetrics {
             "Records behind the partition's end after the last commit covering it",
             self.consumer_lag.clone(),
         );
+        r.register("sink_held_records", "Records of the batch in hand, not yet committed", self.held_records.clone());
+        r.register("sink_held_bytes", "Kafka value bytes of the batch in hand", self.held_bytes.clone());
     }
 }

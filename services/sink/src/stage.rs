@@ -99,14 +99,9 @@ impl SinkStage {
             settings.password.as_deref(),
             settings.request_timeout,
         )?;
-        let mut consumer_cfg = client_config(&settings.kafka);
-        consumer_cfg
-            .set("group.id", settings.naming.consumer_group(&settings.tenant, Stage::Sink))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
-        let consumer: StreamConsumer =
-            consumer_cfg.create().map_err(|source| StageError::Kafka { what: "consumer", source })?;
+        let consumer: StreamConsumer = client_config(&consumer_properties(&settings))
+            .create()
+            .map_err(|source| StageError::Kafka { what: "consumer", source })?;
         let mut producer_cfg = client_config(&settings.kafka);
         producer_cfg.set("enable.idempotence", "true").set("acks", "all");
         let producer: FutureProducer =
@@ -155,6 +150,24 @@ pub async fn run(
     tracing::info!("sink shutting down");
     stage.shutdown().await;
     Ok(())
+}
+
+/// The consumer's librdkafka properties: the configured ones, the group and commit rules the
+/// sink depends on (these win), and bounds on librdkafka's prefetch queue unless the configuration
+/// sets its own. librdkafka's defaults let the queue grow to 64 MiB or 100,000 records per
+/// partition while the sink waits for the engine; bounded to about one batch, the memory held is
+/// the batch in hand plus one batch prefetched (plus one fetch response, which librdkafka may let
+/// overshoot), and the next batch is still ready as soon as the last one is committed.
+pub fn consumer_properties(settings: &SinkSettings) -> BTreeMap<String, String> {
+    let mut props = settings.kafka.clone();
+    let batch_kbytes = settings.batch_max_bytes.div_ceil(1024).clamp(1, 2_097_151);
+    props.entry("queued.max.messages.kbytes".into()).or_insert_with(|| batch_kbytes.to_string());
+    props.entry("queued.min.messages".into()).or_insert_with(|| settings.batch_max_records.max(1).to_string());
+    props.insert("group.id".into(), settings.naming.consumer_group(&settings.tenant, Stage::Sink));
+    props.insert("enable.auto.commit".into(), "false".into());
+    props.insert("enable.auto.offset.store".into(), "false".into());
+    props.insert("auto.offset.reset".into(), "earliest".into());
+    props
 }
 
 fn client_config(props: &BTreeMap<String, String>) -> ClientConfig {
@@ -219,6 +232,8 @@ impl Worker {
             if batch.is_empty() {
                 continue;
             }
+            self.metrics.held_records.set(batch.len() as i64);
+            self.metrics.held_bytes.set(batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum::<usize>() as i64);
             let started = Instant::now();
             match self.settle(&batch, &kinds).await {
                 Ok(()) => {}
@@ -233,6 +248,8 @@ impl Worker {
             if self.commit(&batch).await.is_err() {
                 break;
             }
+            self.metrics.held_records.set(0);
+            self.metrics.held_bytes.set(0);
             self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
             self.metrics.batch_records.set(batch.len() as i64);
             self.batches.fetch_add(1, Ordering::Relaxed);
@@ -481,7 +498,45 @@ fn feed_of(raw: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn settings(kafka: &[(&str, &str)]) -> SinkSettings {
+        SinkSettings {
+            tenant: "acme".parse().unwrap(),
+            naming: Naming::default(),
+            kafka: kafka.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            url: "http://127.0.0.1:9200".into(),
+            username: None,
+            password: None,
+            batch_max_records: 5000,
+            batch_max_bytes: 8 * 1024 * 1024,
+            linger: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            index: IndexSettings::default(),
+        }
+    }
+
+    #[test]
+    fn the_prefetch_queue_is_bounded_to_a_batch_unless_configured() {
+        let p = consumer_properties(&settings(&[("bootstrap.servers", "k:9092")]));
+        assert_eq!(p["queued.max.messages.kbytes"], "8192");
+        assert_eq!(p["queued.min.messages"], "5000");
+        assert_eq!(p["bootstrap.servers"], "k:9092");
+        assert_eq!(p["group.id"], "geostream-acme-sink");
+        let p = consumer_properties(&settings(&[
+            ("queued.max.messages.kbytes", "100"),
+            ("queued.min.messages", "10"),
+            ("enable.auto.commit", "true"),
+        ]));
+        assert_eq!((p["queued.max.messages.kbytes"].as_str(), p["queued.min.messages"].as_str()), ("100", "10"));
+        assert_eq!(p["enable.auto.commit"], "false", "the commit rule is not configurable");
+        let mut tiny = settings(&[]);
+        (tiny.batch_max_bytes, tiny.batch_max_records) = (10, 0);
+        let p = consumer_properties(&tiny);
+        assert_eq!((p["queued.max.messages.kbytes"].as_str(), p["queued.min.messages"].as_str()), ("1", "1"));
+    }
 
     #[test]
     fn the_feed_of_a_dead_letter_comes_from_the_record_when_it_has_one() {

@@ -1,0 +1,135 @@
+//! Shared setup of the benchmarks that need real services (`benches/sink_vs_bulk.rs`,
+//! `benches/latest_latency.rs`): the service addresses, the real sample data as observations, and
+//! the engine calls both benches make outside their timed parts (templates, clean-up).
+//!
+//! Both benches compare against a reference measured in the same run on the same services, so the
+//! ratios they report hold on a loaded machine where the absolute figures do not.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use geostream_codecs::{CodecOptions, Context, Outcome, decode_all};
+use geostream_model::time::OffsetDateTime;
+use geostream_model::{FeedId, Format, Mapping, Naming, Observation, TenantId};
+use geostream_sink::client::SearchClient;
+use geostream_sink::templates::{IndexSettings, templates};
+
+/// The address of a service from the environment; panics with instructions when it is missing
+/// (a benchmark without its service measures nothing, so it must not pass quietly).
+pub fn service(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => panic!(
+            "{var} is not set: this benchmark needs Kafka and Elasticsearch. Run it through ./scripts/bench.sh \
+             (which starts them), or `./scripts/testenv.sh up kafka elasticsearch && eval \"$(./scripts/testenv.sh env)\"`."
+        ),
+    }
+}
+
+/// A tenant name unique to this run, so iterations never share an index or a topic.
+pub fn unique_tenant(prefix: &str) -> TenantId {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let name = format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xff_ffff);
+    name.parse().unwrap_or_else(|e| panic!("tenant {name}: {e}"))
+}
+
+fn sample(file: &str) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = root.join("services/codecs/tests/data").join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn decode(format: Format, mapping: serde_json::Value, feed: &str, file: &str) -> Vec<Observation> {
+    let mapping: Mapping = serde_json::from_value(mapping).unwrap_or_else(|e| panic!("{file}: mapping: {e}"));
+    let mut codec = geostream_codecs::build(format, &mapping, &CodecOptions::default())
+        .unwrap_or_else(|e| panic!("{file}: codec: {e}"));
+    let feed = FeedId::new(feed).unwrap_or_else(|e| panic!("{feed}: {e}"));
+    let ctx = Context::new(feed, OffsetDateTime::now_utc());
+    decode_all(codec.as_mut(), &sample(file), &ctx)
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Observation(o) if o.track.is_some() => Some(*o),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every distinct tracked observation in the real samples: the AMSA satellite AIS capture (ships)
+/// and the OpenSky ADS-B extract (aircraft), 24,351 in all. Deterministic order.
+pub fn observations() -> Vec<Observation> {
+    let mut all =
+        decode(Format::Ais, serde_json::json!({}), "amsa-sat", "amsa_risky_exactearth_sat_ais_epochms_1.nmea");
+    all.extend(decode(
+        Format::Csv,
+        serde_json::json!({
+            "track": "icao24", "time": "timestamp", "time_format": "unix_ms", "lon": "longitude", "lat": "latitude",
+            "attributes": {"callsign": "callsign", "altitude_m": "altitude", "speed_mps": "groundspeed",
+                           "track_deg": "track", "vrate_mps": "vertical_rate", "onground": "onground", "squawk": "squawk"},
+            "units": {"altitude_m": "ft", "speed_mps": "knots", "track_deg": "deg", "vrate_mps": "ft/min"}
+        }),
+        "opensky",
+        "opensky_traffic_quickstart_15min.csv",
+    ));
+    let mut seen = HashSet::new();
+    all.retain(|o| seen.insert(o.id));
+    all
+}
+
+/// The engine calls the benches make outside their timed parts.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// Base URL.
+    pub url: String,
+    /// A plain HTTP client (the reference loaders use it too).
+    pub http: reqwest::Client,
+}
+
+/// Index settings of every bench index: no replicas on the one-node test engine.
+pub const INDEX: IndexSettings = IndexSettings { replicas: Some(0) };
+
+impl Engine {
+    /// A client for `url`.
+    pub fn new(url: &str) -> Engine {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("an HTTP client");
+        Engine { url: url.trim_end_matches('/').to_owned(), http }
+    }
+
+    /// Installs the sink's templates for `tenant`, as the sink does at start.
+    pub async fn install_templates(&self, tenant: &TenantId) {
+        let client = SearchClient::new(&self.url, None, None, Duration::from_secs(60)).expect("a search client");
+        let engine = client.detect().await.expect("the engine answers GET /_nodes/_local");
+        for t in templates(&Naming::default(), tenant, &engine, &INDEX) {
+            client.put_template(&t).await.expect("template installed");
+        }
+    }
+
+    /// Makes everything written to `index` visible to search.
+    pub async fn refresh(&self, index: &str) {
+        let r = self.http.post(format!("{}/{index}/_refresh", self.url)).send().await.expect("refresh sent");
+        assert!(r.status().is_success(), "refresh {index}: {}", r.status());
+    }
+
+    /// Removes a tenant's indices and templates (names are unique per run, so this only saves disk).
+    pub async fn cleanup(&self, tenant: &TenantId) {
+        let _ = self.http.delete(format!("{}/geostream-{tenant}-*", self.url)).send().await;
+        for kind in ["observations", "events", "aggregates", "latest"] {
+            let _ = self.http.delete(format!("{}/_index_template/geostream-{tenant}-{kind}", self.url)).send().await;
+        }
+    }
+}
+
+/// A runtime for one bench: two worker threads, the machine's core count.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
+}
+
+/// The value of the first metric line that starts with `prefix` and contains `label` (the
+/// Prometheus text format puts labels in no fixed order).
+pub fn metric(text: &str, prefix: &str, label: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix) && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
