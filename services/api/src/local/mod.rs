@@ -9,6 +9,7 @@
 //! record is thus in the archive listing, in the tail, or in both (then merged by id); never in
 //! neither.
 
+pub mod archive;
 pub mod layer;
 pub mod select;
 
