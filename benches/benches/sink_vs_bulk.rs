@@ -47,6 +47,8 @@ const BATCH_RECORDS: usize = 5000;
 
 struct Setup {
     bootstrap: String,
+    /// librdkafka properties of the sink.
+    kafka: BTreeMap<String, String>,
     engine: Engine,
     /// Kafka key and value of each measured record.
     records: Vec<(String, Vec<u8>)>,
@@ -62,11 +64,18 @@ impl Setup {
     fn new() -> Setup {
         let bootstrap = service("KAFKA_BOOTSTRAP");
         let url = service("ELASTICSEARCH_URL");
+        // Extra librdkafka properties for the sink's clients, `key=value,key=value`, to compare
+        // consumer settings (e.g. the prefetch bounds of docs/sink.md) in the same conditions.
+        let mut kafka = BTreeMap::from([("bootstrap.servers".to_owned(), bootstrap.clone())]);
+        for kv in std::env::var("BENCH_SINK_KAFKA").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("BENCH_SINK_KAFKA: {kv} is not key=value"));
+            kafka.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
         let mut obs = observations();
         let warmup = encode(&obs.pop().expect("the samples have observations"));
         let records: Vec<(String, Vec<u8>)> = obs.iter().map(encode).collect();
         eprintln!("sink_vs_bulk: {} records from the real samples, batches of {BATCH_RECORDS}", records.len());
-        Setup { bootstrap, engine: Engine::new(&url), records, warmup }
+        Setup { bootstrap, kafka, engine: Engine::new(&url), records, warmup }
     }
 
     /// The sink's production defaults (`[sink]` in the config) with this run's addresses.
@@ -74,7 +83,7 @@ impl Setup {
         SinkSettings {
             tenant: tenant.clone(),
             naming: Naming::default(),
-            kafka: BTreeMap::from([("bootstrap.servers".to_owned(), self.bootstrap.clone())]),
+            kafka: self.kafka.clone(),
             url: self.engine.url.clone(),
             username: None,
             password: None,
