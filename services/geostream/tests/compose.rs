@@ -216,7 +216,7 @@ fn the_image_is_multi_stage_small_and_unprivileged() {
     assert!(froms.len() >= 2, "multi-stage: {froms:?}");
     assert!(froms.last().unwrap().contains("-slim"), "a slim runtime base: {froms:?}");
     assert!(d.contains("cargo build --release --locked -p geostream"), "builds the one binary, locked");
-    let user = d.lines().filter(|l| l.starts_with("USER ")).next_back().unwrap();
+    let user = d.lines().rfind(|l| l.starts_with("USER ")).unwrap();
     let uid: u32 = user.trim_start_matches("USER ").split(':').next().unwrap().parse().unwrap();
     assert!(uid >= 1000, "runs as an unprivileged numeric user: {user}");
     assert!(d.contains("ENTRYPOINT") && d.contains("/usr/local/bin/geostream"), "the binary is the entrypoint");

@@ -257,11 +257,12 @@ pub fn decide(p: &Policy, v: &Volume, now: i64) -> Outcome {
     }
     let since = v.condition_since.unwrap_or(now);
     let keep = |decision| Outcome { decision, condition_since: Some(since) };
-    if now - since < p.for_s {
-        return keep(Decision::Pending { remaining_s: p.for_s - (now - since) });
-    }
+    // At the maximum nothing can be done however long the condition holds: say so at once.
     if v.request >= p.max {
         return keep(Decision::AtMaximum);
+    }
+    if now - since < p.for_s {
+        return keep(Decision::Pending { remaining_s: p.for_s - (now - since) });
     }
     if let Some(last) = v.last_resize
         && now - last < p.cooldown_s
@@ -374,6 +375,13 @@ mod tests {
                 Volume { condition_since: Some(NOW - 600), ..volume(9.5) },
                 Decision::AtMaximum,
                 Some(NOW - 600),
+            ),
+            (
+                "at max and only just full: at max, not pending",
+                |p| p.max = 10 * GI,
+                volume(9.5),
+                Decision::AtMaximum,
+                Some(NOW),
             ),
             (
                 "cool-down after a resize",

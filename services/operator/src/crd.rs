@@ -23,6 +23,19 @@ fn free_form_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+fn positive_int(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // schemars says `format: uint32`, which the apiserver does not know and warns about.
+    schemars::json_schema!({"type": "integer", "format": "int32", "minimum": 1})
+}
+
+fn non_negative_int(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "integer", "format": "int32", "minimum": 0})
+}
+
+fn version_int(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "integer", "format": "int64", "minimum": 0})
+}
+
 fn yes() -> bool {
     true
 }
@@ -99,6 +112,7 @@ pub struct SensorFeedStatus {
     pub feed_id: Option<String>,
     /// The registry version of the spec written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "version_int")]
     pub registry_version: Option<u64>,
     /// Observations per second as ingest reports them (from the figures source, when configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +194,7 @@ pub struct UsageCondition {
 #[serde(rename_all = "camelCase")]
 pub struct ResizeAction {
     /// Growth in percent of the current request (at least 1 MiB more).
+    #[schemars(schema_with = "positive_int")]
     pub percentage: u32,
     /// Never request more than this (e.g. `100Gi`).
     pub max_size: String,
@@ -288,6 +303,7 @@ pub struct SnapshotScheduleSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
     /// Keep at most this many snapshots per PVC (newest first).
+    #[schemars(schema_with = "positive_int")]
     pub keep: u32,
     /// And delete snapshots older than this (e.g. `7d`), keeping at least the newest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,6 +322,7 @@ pub struct SnapshotScheduleStatus {
     pub last_snapshot: Option<String>,
     /// Snapshots held now.
     #[serde(default)]
+    #[schemars(schema_with = "non_negative_int")]
     pub snapshots: u32,
 }
 

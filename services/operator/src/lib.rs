@@ -13,6 +13,7 @@ pub mod leader;
 pub mod metrics;
 pub mod registry;
 pub mod snapshot;
+pub mod stage;
 pub mod units;
 pub mod usage;
 
