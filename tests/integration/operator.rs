@@ -679,3 +679,41 @@ async fn every_example_custom_resource_passes_its_crd_schema() {
     assert_eq!(kinds, ["GeofenceSet", "SensorFeed", "SnapshotSchedule", "VolumeAutoscalePolicy"]);
     Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
 }
+
+#[tokio::test]
+async fn one_candidate_leads_through_the_lease_and_another_takes_over_only_when_it_lapses() {
+    use geostream_operator::leader::Elector;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let Some(kubeconfig) = geostream_tests::service("KUBECONFIG", "operator leader election") else { return };
+    let client = client(&kubeconfig).await;
+    let ns = geostream_tests::unique("oplease");
+    namespace(&client, &ns, json!({})).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let a = Elector::new(leases.clone(), "geostream-operator", "pod-a", 3600);
+    let b = Elector::new(leases.clone(), "geostream-operator", "pod-b", 3600);
+    assert!(a.try_lead().await.unwrap(), "a free lease is taken");
+    assert!(!b.try_lead().await.unwrap(), "a renewed lease is not");
+    assert!(a.try_lead().await.unwrap(), "the holder renews");
+    let held = leases.get("geostream-operator").await.unwrap().spec.unwrap();
+    assert_eq!(held.holder_identity.as_deref(), Some("pod-a"));
+    assert_eq!(held.lease_transitions, Some(1));
+
+    // The holder stops renewing: backdate its renewal beyond the duration, as time would.
+    let stale = k8s_openapi::jiff::Timestamp::from_second(held.renew_time.unwrap().0.as_second() - 7200).unwrap();
+    leases
+        .patch(
+            "geostream-operator",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(stale)}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(b.try_lead().await.unwrap(), "a lapsed lease is taken over");
+    assert!(!a.try_lead().await.unwrap(), "the old holder now waits");
+    let held = leases.get("geostream-operator").await.unwrap().spec.unwrap();
+    assert_eq!(held.holder_identity.as_deref(), Some("pod-b"));
+    assert_eq!(held.lease_transitions, Some(2));
+    Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+}
