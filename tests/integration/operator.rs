@@ -170,7 +170,16 @@ async fn sensor_feeds_and_fences_become_registry_records_and_leave_with_their_re
     let ns = geostream_tests::unique("opfeeds");
     namespace(&client, &ns, json!({})).await;
     let tenant = ns.clone();
+    // Live figures as ingest would report them (through Prometheus in a cluster).
+    let figures = geostream_operator::figures::StaticFiguresTestDouble::default();
+    let seen = 1_790_000_000;
+    figures.set(
+        &tenant,
+        "harbour-ais",
+        geostream_operator::figures::Figures { rate_per_second: Some(2.5), last_seen: Some(seen) },
+    );
     let ctx = context(&client, &kafka, Arc::new(StaticUsageTestDouble::default()));
+    let ctx = Arc::new(Arc::into_inner(ctx).expect("sole owner").with_figures(Arc::new(figures)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(geostream_operator::run_controllers(ctx.clone(), async move {
         let _ = stop_rx.await;
@@ -204,6 +213,8 @@ async fn sensor_feeds_and_fences_become_registry_records_and_leave_with_their_re
     let topic = format!("{tenant}.feeds");
     assert_eq!(st.topic.as_deref(), Some(topic.as_str()));
     assert_eq!(st.registry_version, Some(1));
+    assert_eq!(st.rate_per_second, Some(2.5));
+    assert_eq!(st.last_seen.as_deref(), Some("2026-09-21T14:13:20Z"));
     assert!(got.metadata.finalizers.unwrap_or_default().contains(&controller::FINALIZER.to_owned()));
 
     // The real registry topic holds the catalog entry with the override.

@@ -26,6 +26,7 @@ use crate::crd::{
     GeofenceSet, GeofenceSetStatus, Selector, SensorFeed, SensorFeedStatus, SnapshotSchedule, SnapshotScheduleStatus,
     VolumeAutoscalePolicy, VolumeAutoscalePolicyStatus, VolumeStatus,
 };
+use crate::figures::FeedFigures;
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::registry::{self, Catalog, Write};
 use crate::snapshot::{self, Snap};
@@ -88,6 +89,8 @@ pub struct Context {
     pub resync: Duration,
     /// How often autoscale policies and snapshot schedules are evaluated.
     pub interval: Duration,
+    /// Where SensorFeed live figures come from (None: not reported).
+    pub figures: Option<Arc<dyn FeedFigures>>,
 }
 
 impl Context {
@@ -114,7 +117,14 @@ impl Context {
             metrics,
             resync: Duration::from_secs(300),
             interval,
+            figures: None,
         }
+    }
+
+    /// Reports feed figures from `source` in SensorFeed status (refreshed every `interval`).
+    pub fn with_figures(mut self, source: Arc<dyn FeedFigures>) -> Self {
+        self.figures = Some(source);
+        self
     }
 
     async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
@@ -232,9 +242,20 @@ async fn apply_feed(f: &SensorFeed, ctx: &Context) -> Result<Action, Error> {
         }
     };
     status.conditions = registry::outcome_conditions(&prev.conditions, &outcome, &rfc3339(now_unix()));
+    if let (Some(source), Some(id)) = (&ctx.figures, &status.feed_id) {
+        // Figures are informational: an unreachable source keeps the last ones.
+        match source.figures().await {
+            Ok(all) => {
+                let fig = all.get(&(f.spec.tenant.clone(), id.clone())).copied().unwrap_or_default();
+                status.rate_per_second = fig.rate_per_second;
+                status.last_seen = fig.last_seen.map(rfc3339);
+            }
+            Err(e) => tracing::warn!(error = %e, "feed figures unavailable"),
+        }
+    }
     let api: Api<SensorFeed> = Api::namespaced(ctx.client.clone(), &f.namespace().unwrap_or_default());
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
-    Ok(Action::requeue(ctx.resync))
+    Ok(Action::requeue(if ctx.figures.is_some() { ctx.interval.min(ctx.resync) } else { ctx.resync }))
 }
 
 async fn cleanup_feed(f: &SensorFeed, ctx: &Context) -> Result<Action, Error> {

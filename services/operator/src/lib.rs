@@ -9,6 +9,7 @@
 pub mod autoscale;
 pub mod controller;
 pub mod crd;
+pub mod figures;
 pub mod leader;
 pub mod metrics;
 pub mod registry;

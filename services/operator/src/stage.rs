@@ -75,7 +75,7 @@ pub async fn run(
         Some(url) => Arc::new(PrometheusUsage::new(url.clone())),
         None => Arc::new(NodeProxyUsage::new(client.clone())),
     };
-    let ctx = Arc::new(Context::new(
+    let ctx = Context::new(
         client.clone(),
         settings.kafka.clone(),
         settings.naming.clone(),
@@ -84,7 +84,11 @@ pub async fn run(
         metrics.clone(),
         &settings.identity,
         settings.interval,
-    ));
+    );
+    let ctx = Arc::new(match &settings.prometheus_url {
+        Some(url) => ctx.with_figures(Arc::new(crate::figures::PrometheusFigures::new(url.clone()))),
+        None => ctx,
+    });
     if settings.leader_election {
         let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
         let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
