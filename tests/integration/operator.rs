@@ -372,15 +372,31 @@ async fn autoscale_policy_patches_pvc_requests_from_usage_behind_the_guard_rails
         .unwrap();
         classes.create(&PostParams::default(), &sc).await.expect("create StorageClass");
     }
-    for (name, class) in [("data-a", &expand), ("data-b", &fixed), ("data-c", &expand), ("data-d", &expand)] {
+    // data-store-0 is replica 0's claim of StatefulSet "store" (template "data"), as the chart's are.
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "store"},
+        "spec": {
+            "serviceName": "store",
+            "selector": {"matchLabels": {"app": app}},
+            "template": {"metadata": {"labels": {"app": app}},
+                         "spec": {"containers": [{"name": "c", "image": "example.invalid/none"}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": expand,
+                         "resources": {"requests": {"storage": "10Gi"}}}}]
+        }
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &sts).await.expect("create StatefulSet");
+    for (name, class) in [("data-store-0", &expand), ("data-b", &fixed), ("data-c", &expand), ("data-d", &expand)] {
         pvc(&client, &ns, name, class, &app).await;
     }
-    for name in ["data-a", "data-b", "data-c"] {
+    for name in ["data-store-0", "data-b", "data-c"] {
         bind(&client, &ns, name, "10Gi").await;
     }
     // Usage from the test double: c is bound but not mounted (no stats); d is full but Pending.
     let stats = Arc::new(StaticUsageTestDouble::default());
-    stats.set(&ns, "data-a", usage(9.0, 10));
+    stats.set(&ns, "data-store-0", usage(9.0, 10));
     stats.set(&ns, "data-b", usage(9.5, 10));
     stats.set(&ns, "data-d", usage(9.9, 10));
     let ctx = context(&client, "127.0.0.1:1", stats.clone());
@@ -409,7 +425,7 @@ async fn autoscale_policy_patches_pvc_requests_from_usage_behind_the_guard_rails
     };
 
     let st = eval(t0).await;
-    assert_eq!(volume_state(&st, "data-a").0, "Pending", "over 80 % but not for 5 minutes yet");
+    assert_eq!(volume_state(&st, "data-store-0").0, "Pending", "over 80 % but not for 5 minutes yet");
     assert_eq!(volume_state(&st, "data-b").0, "Skipped");
     assert!(volume_state(&st, "data-b").1.contains("expansion"));
     assert!(volume_state(&st, "data-c").1.contains("not mounted"));
@@ -422,23 +438,23 @@ async fn autoscale_policy_patches_pvc_requests_from_usage_behind_the_guard_rails
             p.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0.clone()
         }
     };
-    assert_eq!(request("data-a").await, "10Gi");
+    assert_eq!(request("data-store-0").await, "10Gi");
 
     // Five minutes later it still holds: the request grows by 50 %, capped at maxSize.
     let st = eval(t0 + 300).await;
-    assert_eq!(volume_state(&st, "data-a"), ("Resized".into(), "resized 10Gi -> 12Gi".into()));
-    assert_eq!(request("data-a").await, "12Gi");
+    assert_eq!(volume_state(&st, "data-store-0"), ("Resized".into(), "resized 10Gi -> 12Gi".into()));
+    assert_eq!(request("data-store-0").await, "12Gi");
     assert_eq!(request("data-b").await, "10Gi", "guard rails: untouched");
     assert_eq!(request("data-d").await, "10Gi", "guard rails: untouched");
 
     // Until the resizer reports the new capacity, a resize is in progress; nothing more is asked.
     let st = eval(t0 + 360).await;
-    assert_eq!(volume_state(&st, "data-a").0, "ResizeInProgress");
-    bind(&client, &ns, "data-a", "12Gi").await;
-    stats.set(&ns, "data-a", usage(11.5, 12));
+    assert_eq!(volume_state(&st, "data-store-0").0, "ResizeInProgress");
+    bind(&client, &ns, "data-store-0", "12Gi").await;
+    stats.set(&ns, "data-store-0", usage(11.5, 12));
     let st = eval(t0 + 1000).await;
-    assert_eq!(volume_state(&st, "data-a").0, "AtMaximum", "{st:?}");
-    assert_eq!(request("data-a").await, "12Gi");
+    assert_eq!(volume_state(&st, "data-store-0").0, "AtMaximum", "{st:?}");
+    assert_eq!(request("data-store-0").await, "12Gi");
 
     // The resize is recorded as a Kubernetes event on the claim.
     let events: Api<KubeEvent> = Api::namespaced(client.clone(), &ns);
@@ -448,11 +464,24 @@ async fn autoscale_policy_patches_pvc_requests_from_usage_behind_the_guard_rails
         .unwrap()
         .items
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("data-a"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("data-store-0"))
         .filter_map(|e| e.reason)
         .collect();
     assert!(reasons.contains(&"Resized".to_owned()), "{reasons:?}");
     assert!(reasons.contains(&"AtMaximum".to_owned()), "{reasons:?}");
+    // The StatefulSet's template is immutable: the event on it names the size the chart must ask.
+    let behind: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("StatefulSet"))
+        .filter(|e| e.reason.as_deref() == Some("VolumeClaimTemplateBehind"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert_eq!(behind.len(), 1, "{behind:?}");
+    assert!(behind[0].contains("data-store-0 grew to 12Gi") && behind[0].contains("still asks 10Gi"), "{behind:?}");
 
     policies.delete(&ns, &DeleteParams::default()).await.expect("delete policy");
     for name in [&expand, &fixed] {

@@ -281,6 +281,23 @@ pub fn decide(p: &Policy, v: &Volume, now: i64) -> Outcome {
     Outcome { decision: Decision::Resize { from: v.request, to }, condition_since: None }
 }
 
+/// The StatefulSet and volumeClaimTemplate a PVC was made from (`<template>-<statefulset>-<ordinal>`,
+/// the StatefulSet controller's naming), with the template's request. `sets` holds each
+/// StatefulSet's name and its templates with their requests.
+pub fn owning_template<'a>(pvc: &str, sets: &'a [(String, Vec<(String, u64)>)]) -> Option<(&'a str, &'a str, u64)> {
+    sets.iter().find_map(|(sts, templates)| {
+        templates.iter().find_map(|(tpl, size)| {
+            let ordinal =
+                pvc.strip_prefix(tpl.as_str())?.strip_prefix('-')?.strip_prefix(sts.as_str())?.strip_prefix('-')?;
+            (!ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit())).then_some((
+                sts.as_str(),
+                tpl.as_str(),
+                *size,
+            ))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -508,6 +525,29 @@ mod tests {
             assert_eq!(out.condition_since, since, "{name}: remembered since");
             assert!(!out.decision.message().is_empty(), "{name}");
         }
+    }
+
+    #[test]
+    fn claims_are_traced_to_their_statefulset_template() {
+        let sets = vec![
+            ("acme-geostream-ingest".to_owned(), vec![("data".to_owned(), 20 * GI)]),
+            ("acme-geostream-process".to_owned(), vec![("data".to_owned(), 10 * GI), ("scratch".to_owned(), GI)]),
+        ];
+        assert_eq!(
+            owning_template("data-acme-geostream-process-2", &sets),
+            Some(("acme-geostream-process", "data", 10 * GI))
+        );
+        assert_eq!(
+            owning_template("scratch-acme-geostream-process-0", &sets),
+            Some(("acme-geostream-process", "scratch", GI))
+        );
+        assert_eq!(
+            owning_template("data-acme-geostream-ingest-0", &sets),
+            Some(("acme-geostream-ingest", "data", 20 * GI))
+        );
+        assert_eq!(owning_template("data-acme-geostream-ingest-x", &sets), None, "not an ordinal");
+        assert_eq!(owning_template("data-acme-geostream-ingest-", &sets), None);
+        assert_eq!(owning_template("other-volume", &sets), None);
     }
 
     #[test]

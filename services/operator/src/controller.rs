@@ -9,6 +9,7 @@ use futures::StreamExt;
 use geostream_ingest::registry::RegistryClient;
 use geostream_model::{FeedId, FenceSpec, Naming, TopicKind};
 use geostream_processor::registry::RegistryTopic;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, ResourceQuota};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{
@@ -497,6 +498,7 @@ pub async fn apply_policy(
                 last_resize = Some(now);
                 request_now = *to;
                 ctx.event(pvc, false, "Resized", format!("policy {name}: {}", out.decision.message())).await;
+                template_behind(ctx, &ns, &pvc_name, *to).await?;
             }
             Decision::QuotaExceeded { .. } if changed_state => {
                 ctx.event(pvc, true, "QuotaExceeded", format!("policy {name}: {}", out.decision.message())).await;
@@ -525,6 +527,49 @@ pub async fn apply_policy(
     registry::set_condition(&mut status.conditions, "Invalid", false, "Valid", "", &stamp);
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
     Ok(status)
+}
+
+/// After a resize of a StatefulSet's claim: the volumeClaimTemplate is immutable on the apiserver,
+/// so the operator says on the StatefulSet which size the chart must ask for (new replicas would
+/// otherwise start small), instead of deleting and re-creating a running StatefulSet behind Helm.
+async fn template_behind(ctx: &Context, ns: &str, pvc: &str, size: u64) -> Result<(), Error> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let sets = api.list(&ListParams::default()).await?.items;
+    let shapes: Vec<(String, Vec<(String, u64)>)> = sets
+        .iter()
+        .map(|s| {
+            let templates = s
+                .spec
+                .volume_claim_templates
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    let req = t
+                        .spec
+                        .and_then(|sp| sp.resources)
+                        .and_then(|r| r.requests)
+                        .and_then(|r| r.get("storage").and_then(|q| parse_quantity(&q.0).ok()))
+                        .unwrap_or(0);
+                    (t.metadata.name.unwrap_or_default(), req)
+                })
+                .collect();
+            (s.name_any(), templates)
+        })
+        .collect();
+    if let Some((sts, tpl, template_size)) = autoscale::owning_template(pvc, &shapes)
+        && template_size < size
+        && let Some(set) = sets.iter().find(|s| s.name_any() == sts)
+    {
+        let note = format!(
+            "claim {pvc} grew to {}; volumeClaimTemplate {tpl} still asks {} and is immutable: set the chart's storage value to {} so new replicas start at that size",
+            format_quantity(size),
+            format_quantity(template_size),
+            format_quantity(size)
+        );
+        ctx.event(set, true, "VolumeClaimTemplateBehind", note).await;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
