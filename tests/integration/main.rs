@@ -10,6 +10,7 @@ mod ingest;
 mod kafka;
 mod kube;
 mod mqtt;
+mod operator;
 mod outputs;
 mod search;
 mod sink;

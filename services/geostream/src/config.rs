@@ -33,6 +33,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "sink",
     "outputs",
     "api",
+    "operator",
 ];
 
 /// The whole configuration of one geostream process.
@@ -64,6 +65,47 @@ pub struct Config {
     pub outputs: Vec<geostream_outputs::OutputConfig>,
     /// The api stage.
     pub api: ApiConfig,
+    /// The Kubernetes operator (`geostream operator`).
+    pub operator: OperatorConfig,
+}
+
+/// Settings of `geostream operator`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// The feed catalog SensorFeeds name their `type` from (the image has it at
+    /// `/usr/share/geostream/feeds`).
+    pub catalog_dir: PathBuf,
+    /// Where volume usage comes from: `node-proxy` (kubelet stats through the apiserver) or
+    /// `prometheus` (`kubelet_volume_stats_*`; needs `prometheus_url`).
+    pub usage_source: String,
+    /// Prometheus base URL, e.g. `http://prometheus-server.monitoring:9090`.
+    pub prometheus_url: Option<String>,
+    /// Seconds between evaluations of autoscale policies and snapshot schedules.
+    pub interval_s: u64,
+    /// Elect one active replica through a Lease (off only for a single replica you run by hand).
+    pub leader_election: bool,
+    /// Namespace of the Lease; default the pod's (`POD_NAMESPACE`), else `default`.
+    pub lease_namespace: Option<String>,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// Seconds a lease lasts without renewal.
+    pub lease_duration_s: u64,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            catalog_dir: PathBuf::from("feeds"),
+            usage_source: "node-proxy".into(),
+            prometheus_url: None,
+            interval_s: 60,
+            leader_election: true,
+            lease_namespace: None,
+            lease_name: "geostream-operator".into(),
+            lease_duration_s: 15,
+        }
+    }
 }
 
 /// Settings of `geostream api`.
@@ -291,6 +333,7 @@ impl Default for Config {
             sink: SinkConfig::default(),
             outputs: Vec::new(),
             api: ApiConfig::default(),
+            operator: OperatorConfig::default(),
         }
     }
 }
@@ -443,6 +486,27 @@ impl Config {
                 key: "elasticsearch.username".into(),
                 problem: "a password is set but no username".into(),
                 fix: "set elasticsearch.username (GEOSTREAM_ELASTICSEARCH__USERNAME) too".into(),
+            });
+        }
+        let op = &self.operator;
+        match (op.usage_source.as_str(), &op.prometheus_url) {
+            ("node-proxy", _) | ("prometheus", Some(_)) => {}
+            ("prometheus", None) => problems.push(Problem {
+                key: "operator.prometheus_url".into(),
+                problem: "usage_source is prometheus but no URL is set".into(),
+                fix: "set operator.prometheus_url, e.g. http://prometheus-server.monitoring:9090".into(),
+            }),
+            (other, _) => problems.push(Problem {
+                key: "operator.usage_source".into(),
+                problem: format!("{other:?} is not a usage source"),
+                fix: "use \"node-proxy\" or \"prometheus\"".into(),
+            }),
+        }
+        if op.interval_s == 0 || op.lease_duration_s < 5 {
+            problems.push(Problem {
+                key: "operator.interval_s / operator.lease_duration_s".into(),
+                problem: "the interval must be positive and a lease must last at least 5 s".into(),
+                fix: "e.g. interval_s = 60, lease_duration_s = 15".into(),
             });
         }
         let telemetry_listen = match self.telemetry.listen.parse::<SocketAddr>() {

@@ -105,6 +105,8 @@ enum CliError {
     Outputs(#[from] geostream_outputs::OutputError),
     #[error(transparent)]
     Api(#[from] geostream_api::stage::StageError),
+    #[error(transparent)]
+    Operator(#[from] geostream_operator::stage::StageError),
     #[error("`geostream {stage}` needs `{key}`: {fix}")]
     Missing { stage: &'static str, key: &'static str, fix: &'static str },
     #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
@@ -135,7 +137,10 @@ impl CliError {
             CliError::Api(geostream_api::stage::StageError::Listen { .. }) => 74,
             // The archive could not be read at start: its volume or object store.
             CliError::Api(geostream_api::stage::StageError::Archive(_)) => 74,
-            CliError::NotImplemented { .. } => 69, // EX_UNAVAILABLE
+            CliError::Operator(geostream_operator::stage::StageError::Catalog(_)) => 78,
+            CliError::Operator(geostream_operator::stage::StageError::Client(_)) => 69,
+            CliError::Operator(geostream_operator::stage::StageError::LostLease(_)) => 75, // EX_TEMPFAIL
+            CliError::NotImplemented { .. } => 69,                                         // EX_UNAVAILABLE
             CliError::Other(_) => 1,
         }
     }
@@ -193,7 +198,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Crdgen => Err(not_implemented("crdgen", 6, "Helm chart per tenant and the geostream operator")),
+        Command::Crdgen => {
+            let crds = geostream_operator::crd::yaml().map_err(|e| CliError::Other(format!("CRDs as YAML: {e}")))?;
+            for (_, yaml) in crds {
+                print!("---\n{yaml}");
+            }
+            Ok(())
+        }
         command => {
             // Stages need a valid configuration before anything else; report it first so an operator
             // fixes config problems even while a stage is still being built.
@@ -204,7 +215,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Process => run_process(&valid),
                 Command::Sink => run_sink(&valid),
                 Command::Api => run_api(&valid),
-                Command::Operator => Err(not_implemented("operator", 6, "the geostream operator")),
+                Command::Operator => run_operator(&valid),
                 Command::Standalone { .. } => Err(not_implemented("standalone", 7, "One command to a working system")),
                 Command::Demo { .. } => Err(not_implemented("demo", 7, "One command to a working system")),
                 Command::Feeds(cmd) => {
@@ -257,6 +268,36 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
     }
+}
+
+fn run_operator(valid: &config::Validated) -> Result<(), CliError> {
+    let op = &valid.config.operator;
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "geostream-operator".into());
+    let settings = geostream_operator::stage::OperatorSettings {
+        kafka: feeds_cli::client_properties(valid.config.kafka_properties()),
+        naming: valid.naming.clone(),
+        catalog_dir: op.catalog_dir.clone(),
+        prometheus_url: if op.usage_source == "prometheus" { op.prometheus_url.clone() } else { None },
+        interval: std::time::Duration::from_secs(op.interval_s),
+        leader_election: op.leader_election,
+        lease_namespace: op
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()))
+            .unwrap_or_else(|| "default".into()),
+        lease_name: op.lease_name.clone(),
+        lease_duration_s: i64::try_from(op.lease_duration_s).unwrap_or(15),
+        identity,
+    };
+    runtime()?.block_on(async {
+        let telemetry = start_telemetry(valid, "operator").await?;
+        geostream_operator::stage::run(settings, &telemetry, shutdown_signal()).await?;
+        Ok(())
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -62,12 +62,35 @@ fn config_print_shows_effective_values_and_masks_secrets() {
 
 #[test]
 fn stages_not_built_yet_say_so_and_fail() {
-    for (stage, issue) in [("operator", "#6"), ("standalone", "#7")] {
-        let out = geostream(&[stage], &[("GEOSTREAM_TENANT", "acme")]);
-        assert_eq!(out.status.code(), Some(69), "{stage}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(err.contains("not implemented yet") && err.contains(issue), "{stage}: {err}");
-    }
+    let out = geostream(&["standalone"], &[("GEOSTREAM_TENANT", "acme")]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("not implemented yet") && err.contains("#7"), "{err}");
+}
+
+#[test]
+fn operator_config_problems_name_the_key_and_crdgen_prints_every_crd() {
+    let out =
+        geostream(&["operator"], &[("GEOSTREAM_TENANT", "acme"), ("GEOSTREAM_OPERATOR__USAGE_SOURCE", "prometheus")]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("operator.prometheus_url"), "{}", stderr(&out));
+    let out = geostream(
+        &["operator"],
+        &[("GEOSTREAM_TENANT", "acme"), ("GEOSTREAM_OPERATOR__CATALOG_DIR", "/nonexistent/catalog")],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/nonexistent/catalog"), "{}", stderr(&out));
+
+    let out = geostream(&["crdgen"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            let v = <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap();
+            v["spec"]["names"]["kind"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["SensorFeed", "GeofenceSet", "VolumeAutoscalePolicy", "SnapshotSchedule"]);
 }
 
 #[test]
