@@ -6,7 +6,8 @@
 #   scripts/testenv.sh status [svc...]  one line per service: running/healthy or not
 #   scripts/testenv.sh env              `export` lines for the tests (eval "$(scripts/testenv.sh env)")
 #
-# Services: kafka elasticsearch opensearch mosquitto kubetools kube (kine + kube-apiserver).
+# Services: kafka elasticsearch opensearch mosquitto kubetools kube (kine + kube-apiserver), minio
+# (S3-compatible store) and pyarrow (a Python GeoParquet reader).
 # A failure names the service, the step and the log file, and exits non-zero.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/testenv/common.sh
 . "$HERE/testenv/common.sh"
 
-ALL_SERVICES=(kafka elasticsearch opensearch mosquitto kubetools kube)
+ALL_SERVICES=(kafka elasticsearch opensearch mosquitto kubetools kube minio pyarrow)
 for svc in "${ALL_SERVICES[@]}"; do
   # shellcheck disable=SC1090
   . "$HERE/testenv/$svc.sh"
