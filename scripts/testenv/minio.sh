@@ -56,8 +56,8 @@ minio_start() {
       gs_spawn minio "$GS_CACHE/bin/minio" server "$GS_MINIO_DIR/data" \
         --address "127.0.0.1:$GS_MINIO_PORT" --console-address "127.0.0.1:$GS_MINIO_CONSOLE_PORT" --quiet
   fi
-  local i
-  for i in $(seq 1 60); do
+  local _
+  for _ in $(seq 1 60); do
     curl -sf "$(_minio_url)/minio/health/live" >/dev/null 2>&1 && break
     gs_pid_alive minio || gs_fail minio start "process exited before answering"
     sleep 1
