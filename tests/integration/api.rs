@@ -99,8 +99,122 @@ fn point(f: &Value) -> (f64, f64) {
     (c[0].as_f64().unwrap(), c[1].as_f64().unwrap())
 }
 
+/// Where the API under test reads from.
+enum Backend {
+    /// A search engine, by name and URL variable.
+    Engine(&'static str, &'static str),
+    /// The local backend: the GeoParquet archive plus the live layer on real Kafka.
+    Local,
+}
+
 async fn contract_on(engine: &str, var: &str) {
-    let Some(url) = geostream_tests::service(var, &format!("api on {engine}")) else { return };
+    contract(Backend::Engine(engine, var)).await;
+}
+
+/// Writes the records to Kafka, the first `archived` of each topic before an archive run that
+/// takes them all into GeoParquet files, the rest after it (so they are only on Kafka, for the
+/// live layer).
+async fn archive_like_the_sink(
+    bootstrap: &str,
+    tenant: &TenantId,
+    records: &[(TopicKind, Vec<u8>)],
+    root: &std::path::Path,
+) -> geostream_archive::ArchiveStore {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let naming = Naming::default();
+    for (kind, partitions) in [(TopicKind::Observations, 3), (TopicKind::Events, 2), (TopicKind::Aggregates, 2)] {
+        crate::api::create_topic(bootstrap, &naming.topic(tenant, kind), partitions).await;
+    }
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let key = |payload: &[u8]| -> String {
+        let v: Value = serde_json::from_slice(payload).unwrap();
+        v.pointer("/properties/track").and_then(Value::as_str).unwrap_or_else(|| v["id"].as_str().unwrap()).to_owned()
+    };
+    let send = |part: &[(TopicKind, Vec<u8>)]| {
+        let producer = producer.clone();
+        let part = part.to_vec();
+        let naming = naming.clone();
+        let tenant = tenant.clone();
+        async move {
+            for (kind, payload) in &part {
+                let topic = naming.topic(&tenant, *kind);
+                let k = key(payload);
+                producer
+                    .send(FutureRecord::to(&topic).key(&k).payload(payload), Duration::from_secs(30))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // Every topic gets records on both sides of the cut.
+    let (first, rest): (Vec<_>, Vec<_>) = records.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let first: Vec<(TopicKind, Vec<u8>)> = first.into_iter().map(|(_, r)| r.clone()).collect();
+    let rest: Vec<(TopicKind, Vec<u8>)> = rest.into_iter().map(|(_, r)| r.clone()).collect();
+    send(&first).await;
+    let url = format!("file://{}", root.display());
+    let store = geostream_archive::ArchiveStore::open(&url, &Default::default()).unwrap();
+    let settings = geostream_archive::ArchiveSettings {
+        tenant: tenant.clone(),
+        naming: naming.clone(),
+        kafka: BTreeMap::from([("bootstrap.servers".to_owned(), bootstrap.to_owned())]),
+        store: store.clone(),
+        flush: geostream_archive::FlushSettings {
+            max_records: 50,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_millis(200),
+        },
+        compaction: geostream_archive::CompactionSettings {
+            enabled: false,
+            interval: Duration::from_secs(60),
+            grace: Duration::from_secs(60),
+            target_bytes: 1 << 26,
+        },
+        fault_stop_after_files: None,
+    };
+    let telemetry = Telemetry::new("sink", tenant.as_str());
+    let archive = geostream_archive::ArchiveStage::start(settings, &telemetry).await.unwrap();
+    // Until every record of the first half is in committed files, by the archive's own progress.
+    let layout = geostream_archive::Layout::new(store.root.clone(), tenant.as_str());
+    let want: BTreeMap<TopicKind, usize> = first.iter().fold(BTreeMap::new(), |mut m, (k, _)| {
+        *m.entry(*k).or_default() += 1;
+        m
+    });
+    for _ in 0..600 {
+        let mut done = true;
+        for kind in geostream_archive::ArchiveKind::ALL {
+            let mut archived = 0;
+            for p in 0..3 {
+                if let Some(pr) = geostream_archive::stage::stored_progress(&store, &layout, kind, p).await.unwrap() {
+                    archived += usize::try_from(pr.next_offset).unwrap();
+                }
+            }
+            done &= archived >= want.get(&kind.topic_kind()).copied().unwrap_or(0);
+        }
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    archive.shutdown().await;
+    send(&rest).await;
+    store
+}
+
+async fn contract(backend: Backend) {
+    let (engine, url, bootstrap) = match backend {
+        Backend::Engine(engine, var) => {
+            let Some(url) = geostream_tests::service(var, &format!("api on {engine}")) else { return };
+            (engine, Some(url), None)
+        }
+        Backend::Local => {
+            let Some(b) = geostream_tests::service("KAFKA_BOOTSTRAP", "api on the archive") else { return };
+            ("archive", None, Some(b))
+        }
+    };
     let tenant: TenantId = geostream_tests::unique(&format!("api-{}", &engine[..2])).parse().unwrap();
     let obs = crate::sink::sample(300);
 
@@ -147,14 +261,23 @@ async fn contract_on(engine: &str, var: &str) {
         obs.iter().map(|o| (TopicKind::Observations, serde_json::to_vec(o).unwrap())).collect();
     records.extend(events.iter().map(|e| (TopicKind::Events, serde_json::to_vec(e).unwrap())));
     records.extend(aggregates.iter().map(|a| (TopicKind::Aggregates, serde_json::to_vec(a).unwrap())));
-    index_like_the_sink(&url, &tenant, &records).await;
+    let archive_dir = tempfile::tempdir().unwrap();
+    let store_written = bootstrap.is_some();
+    let store = match (&url, &bootstrap) {
+        (Some(url), _) => {
+            index_like_the_sink(url, &tenant, &records).await;
+            None
+        }
+        (None, Some(b)) => Some(archive_like_the_sink(b, &tenant, &records, archive_dir.path()).await),
+        (None, None) => unreachable!(),
+    };
 
     let other_tenant = format!("{tenant}-x");
     let settings = ApiSettings {
         tenant: tenant.clone(),
         naming: Naming::default(),
-        kafka: BTreeMap::new(),
-        url: url.clone(),
+        kafka: bootstrap.iter().map(|b| ("bootstrap.servers".to_owned(), b.clone())).collect(),
+        url: url.clone().unwrap_or_default(),
         username: None,
         password: None,
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -169,7 +292,23 @@ async fn contract_on(engine: &str, var: &str) {
         dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
     };
     let telemetry = Telemetry::new("api", tenant.as_str());
-    let stage = ApiStage::start(settings, &telemetry).await.unwrap();
+    let stage = match store {
+        None => ApiStage::start(settings, &telemetry).await.unwrap(),
+        Some(store) => {
+            let archive = geostream_api::local::archive::DataFusionArchive::open(store, tenant.as_str()).await.unwrap();
+            let stage =
+                ApiStage::start_local(settings, &telemetry, std::sync::Arc::new(archive), 100_000).await.unwrap();
+            // Ready once the live layer has read what Kafka held at start.
+            for _ in 0..600 {
+                if telemetry.health().report().ready {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(telemetry.health().report().ready, "{:?}", telemetry.health().report());
+            stage
+        }
+    };
     let api = Api { http: reqwest::Client::new(), base: format!("http://{}", stage.addr()) };
     let v1 = format!("/v1/{tenant}");
     let geo = "application/geo+json";
@@ -177,7 +316,13 @@ async fn contract_on(engine: &str, var: &str) {
     // Latest in a box, against the newest position per track computed here (ties: the first
     // written stays, since the second has the same external version).
     let mut newest: HashMap<String, &Observation> = HashMap::new();
-    for o in &obs {
+    // In write order: the archive run takes every other record first (see archive_like_the_sink).
+    let write_order: Vec<&Observation> = if store_written {
+        obs.iter().step_by(2).chain(obs.iter().skip(1).step_by(2)).collect()
+    } else {
+        obs.iter().collect()
+    };
+    for o in write_order {
         let track = o.track.as_ref().unwrap().as_str().to_owned();
         match newest.get(&track) {
             Some(prev) if prev.time >= o.time => {}
@@ -380,16 +525,23 @@ async fn contract_on(engine: &str, var: &str) {
     }
     assert!(telemetry.health().report().ready, "{engine}: {:?}", telemetry.health().report());
     stage.shutdown().await;
-    let http = reqwest::Client::new();
-    let _ = http.delete(format!("{url}/geostream-{tenant}-*")).send().await;
-    for kind in ["observations", "events", "aggregates", "latest"] {
-        let _ = http.delete(format!("{url}/_index_template/geostream-{tenant}-{kind}")).send().await;
+    if let Some(url) = url {
+        let http = reqwest::Client::new();
+        let _ = http.delete(format!("{url}/geostream-{tenant}-*")).send().await;
+        for kind in ["observations", "events", "aggregates", "latest"] {
+            let _ = http.delete(format!("{url}/_index_template/geostream-{tenant}-{kind}")).send().await;
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_answers_queries_and_ogc_features_on_elasticsearch() {
     contract_on("elasticsearch", "ELASTICSEARCH_URL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_queries_and_ogc_features_on_the_archive_and_live_layer() {
+    contract(Backend::Local).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,9 @@ use geostream_archive::{ArchiveKind, ArchiveStore, Layout};
 use geostream_model::time::OffsetDateTime;
 use serde_json::Value;
 
-use super::ArchiveRead;
 use super::layer::Progress;
 use super::select::{self, Scan};
+use super::{ArchiveRead, FeedFigures};
 use crate::problem::ApiError;
 use crate::query::{Collection, Filters};
 
@@ -116,8 +116,8 @@ pub fn pushdown(c: Collection, filters: &Filters, after: Option<&[Value]>) -> St
     }
     if let Some(b) = filters.bbox {
         let eps = 1e-9;
-        let cx = "((bbox['xmin'] + bbox['xmax']) / 2.0)";
-        let cy = "((bbox['ymin'] + bbox['ymax']) / 2.0)";
+        let cx = "((get_field(bbox, 'xmin') + get_field(bbox, 'xmax')) / 2.0)";
+        let cy = "((get_field(bbox, 'ymin') + get_field(bbox, 'ymax')) / 2.0)";
         w.push(format!("{cy} >= {} AND {cy} <= {}", b.south - eps, b.north + eps));
         if b.west <= b.east {
             w.push(format!("{cx} >= {} AND {cx} <= {}", b.west - eps, b.east + eps));
@@ -211,7 +211,11 @@ impl ArchiveRead for DataFusionArchive {
     fn count<'a>(&'a self, c: Collection, filters: &'a Filters) -> BoxFuture<'a, Result<u64, ApiError>> {
         Box::pin(async move {
             // Exact: the loose pushdown narrows, the Rust rules decide, ids count once.
-            let sql = format!("SELECT feature, CAST(time AS BIGINT) AS t FROM {} WHERE {}", table(c), pushdown(c, filters, None));
+            let sql = format!(
+                "SELECT feature, CAST(time AS BIGINT) AS t FROM {} WHERE {}",
+                table(c),
+                pushdown(c, filters, None)
+            );
             let rows = self.rows(&sql).await?;
             let ids: std::collections::HashSet<String> = rows
                 .iter()
@@ -226,6 +230,45 @@ impl ArchiveRead for DataFusionArchive {
         Box::pin(async move {
             let sql = format!("SELECT feature, CAST(time AS BIGINT) AS t FROM {} WHERE id = {}", table(c), lit(id));
             Ok(self.rows(&sql).await?.into_iter().map(|(_, f)| f).collect())
+        })
+    }
+
+    fn feeds(&self, since_ns: i64) -> BoxFuture<'_, Result<Vec<FeedFigures>, ApiError>> {
+        Box::pin(async move {
+            let since_us = since_ns.div_euclid(UNIT_NS);
+            let sql = format!(
+                "SELECT feed, CAST(COUNT(*) AS BIGINT), \
+                 CAST(SUM(CASE WHEN CAST(received AS BIGINT) >= {since_us} THEN 1 ELSE 0 END) AS BIGINT), \
+                 MAX(CAST(received AS BIGINT)), MAX(CAST(time AS BIGINT)) \
+                 FROM observations WHERE feed IS NOT NULL GROUP BY feed"
+            );
+            let batches = self
+                .ctx
+                .sql(&sql)
+                .await
+                .map_err(|e| ApiError::Archive(format!("archive query: {e}")))?
+                .collect()
+                .await
+                .map_err(|e| ApiError::Archive(format!("archive query: {e}")))?;
+            let mut out = Vec::new();
+            for b in batches {
+                let feed = b.column(0).as_string::<i32>();
+                let ints = |i: usize| b.column(i).as_primitive::<Int64Type>();
+                let (total, recent, received, time) = (ints(1), ints(2), ints(3), ints(4));
+                let opt = |a: &datafusion::arrow::array::PrimitiveArray<Int64Type>, r: usize| {
+                    (!a.is_null(r)).then(|| a.value(r).saturating_mul(UNIT_NS))
+                };
+                for r in 0..b.num_rows() {
+                    out.push(FeedFigures {
+                        feed: feed.value(r).to_owned(),
+                        total: u64::try_from(total.value(r)).unwrap_or(0),
+                        recent: if recent.is_null(r) { 0 } else { u64::try_from(recent.value(r)).unwrap_or(0) },
+                        last_received_ns: opt(received, r),
+                        last_time_ns: opt(time, r),
+                    });
+                }
+            }
+            Ok(out)
         })
     }
 
