@@ -35,7 +35,13 @@ timed() {
 
 # Build prerequisites a fresh Debian machine may lack (rdkafka builds librdkafka with cmake).
 # chromium, nodejs and npm: the dashboard's build (scripts/dashboard.sh) and its browser test.
-timed "system packages" gs_apt build-essential cmake pkg-config curl openssl unzip zlib1g-dev libssl-dev libcurl4-openssl-dev libzstd-dev python3-venv chromium nodejs npm
+system_packages() {
+  gs_apt build-essential cmake pkg-config curl openssl unzip zlib1g-dev libssl-dev libcurl4-openssl-dev libzstd-dev python3-venv chromium
+  # node and npm may come from elsewhere than Debian (e.g. NodeSource, whose nodejs conflicts with
+  # Debian's npm package): only a missing command is installed.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then gs_apt nodejs npm; fi
+}
+timed "system packages" system_packages
 
 rust_components() {
   local c

@@ -7,7 +7,9 @@
 _browser_chromium() { command -v chromium 2>/dev/null || printf '/usr/bin/chromium'; }
 
 browser_install() {
-  gs_apt chromium nodejs npm
+  gs_apt chromium
+  # node/npm from another source than Debian (e.g. NodeSource) conflict with Debian's npm package.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then gs_apt nodejs npm; fi
 }
 
 browser_start() { :; }
