@@ -107,7 +107,7 @@ enum Backend {
     Local,
 }
 
-async fn contract_on(engine: &str, var: &str) {
+async fn contract_on(engine: &'static str, var: &'static str) {
     contract(Backend::Engine(engine, var)).await;
 }
 
