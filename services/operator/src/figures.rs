@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::usage::UsageError;
+use crate::usage::{Prometheus, UsageError};
 
 /// One feed's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -47,31 +47,16 @@ pub fn parse_figures(rate: &Value, last_seen: &Value) -> FiguresMap {
 }
 
 /// Reads the figures from Prometheus.
-pub struct PrometheusFigures {
-    http: reqwest::Client,
-    url: String,
-}
+pub struct PrometheusFigures(Prometheus);
 
 impl PrometheusFigures {
     /// A source querying `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { http: reqwest::Client::new(), url: url.into().trim_end_matches('/').to_owned() }
+        Self(Prometheus::new(url))
     }
 
     async fn query(&self, q: &str) -> Result<Value, UsageError> {
-        let err = |detail: String| UsageError::Unavailable { source_name: "prometheus", detail };
-        let resp = self
-            .http
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", q)])
-            .timeout(std::time::Duration::from_secs(15))
-            .send()
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(err(format!("{q}: HTTP {}", resp.status())));
-        }
-        resp.json().await.map_err(|e| err(e.to_string()))
+        self.0.query(q).await
     }
 }
 

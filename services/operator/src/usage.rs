@@ -79,19 +79,20 @@ pub fn parse_summary(summary: &Value, into: &mut UsageMap) {
     }
 }
 
-/// Reads the kubelet series from a Prometheus server (`http://prometheus:9090`).
-pub struct PrometheusUsage {
+/// An instant-query client of one Prometheus server, shared by the usage and feed-figure sources.
+pub(crate) struct Prometheus {
     http: reqwest::Client,
     url: String,
 }
 
-impl PrometheusUsage {
-    /// A source querying `url`.
-    pub fn new(url: impl Into<String>) -> Self {
+impl Prometheus {
+    /// A client of `url` (`http://prometheus:9090`).
+    pub(crate) fn new(url: impl Into<String>) -> Self {
         Self { http: reqwest::Client::new(), url: url.into().trim_end_matches('/').to_owned() }
     }
 
-    async fn query(&self, q: &str) -> Result<Value, UsageError> {
+    /// The `/api/v1/query` answer to `q`.
+    pub(crate) async fn query(&self, q: &str) -> Result<Value, UsageError> {
         let err = |detail: String| UsageError::Unavailable { source_name: "prometheus", detail };
         let resp = self
             .http
@@ -105,6 +106,20 @@ impl PrometheusUsage {
             return Err(err(format!("{q}: HTTP {}", resp.status())));
         }
         resp.json().await.map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Reads the kubelet series from a Prometheus server (`http://prometheus:9090`).
+pub struct PrometheusUsage(Prometheus);
+
+impl PrometheusUsage {
+    /// A source querying `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(Prometheus::new(url))
+    }
+
+    async fn query(&self, q: &str) -> Result<Value, UsageError> {
+        self.0.query(q).await
     }
 }
 
