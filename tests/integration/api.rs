@@ -445,6 +445,14 @@ async fn contract(backend: Backend) {
         .await;
     assert_eq!(later["numberReturned"], 1, "{engine}: only the second window overlaps");
 
+    // Feed status from the local backend: the archived and the live observations together.
+    if store_written {
+        let status = api.ok(&format!("{v1}/feed-status?minutes=60"), "application/json").await;
+        let feed = status["feeds"].as_array().unwrap().iter().find(|f| f["feed"] == "amsa-sat").unwrap().clone();
+        assert_eq!(feed["total"], obs.len(), "{engine}: every observation counted once: {status}");
+        assert_eq!(feed["recent"], obs.len(), "{engine}: all received within the hour: {status}");
+    }
+
     // OGC API - Features.
     let ogc = format!("/ogc/{tenant}");
     let landing = api.ok(&format!("{ogc}/"), "application/json").await;
