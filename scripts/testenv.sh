@@ -7,8 +7,7 @@
 #   scripts/testenv.sh env              `export` lines for the tests (eval "$(scripts/testenv.sh env)")
 #
 # Services: kafka elasticsearch opensearch mosquitto kubetools kube (kine + kube-apiserver) browser
-# (chromium, node, npm); on request also minio (S3-compatible store) and pyarrow (a Python
-# GeoParquet reader).
+# (chromium, node, npm) minio (S3-compatible store) pyarrow (a Python GeoParquet reader).
 # A failure names the service, the step and the log file, and exits non-zero.
 set -euo pipefail
 
@@ -17,9 +16,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/testenv/common.sh"
 
 ALL_SERVICES=(kafka elasticsearch opensearch mosquitto kubetools kube browser minio pyarrow)
-# `up` with no names starts these; minio and pyarrow serve the archive's S3 and independent-reader
-# tests, which are not in the suite yet (their cold MinIO build takes long), so they start on request.
-DEFAULT_SERVICES=(kafka elasticsearch opensearch mosquitto kubetools kube browser)
+# `up` with no names starts these (all of them: every one serves a test in the suite).
+DEFAULT_SERVICES=(kafka elasticsearch opensearch mosquitto kubetools kube browser minio pyarrow)
 for svc in "${ALL_SERVICES[@]}"; do
   # shellcheck disable=SC1090
   . "$HERE/testenv/$svc.sh"

@@ -35,7 +35,10 @@ pub fn unique_tenant(prefix: &str) -> TenantId {
 }
 
 fn sample(file: &str) -> Vec<u8> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // At run time, like the tests: the bench binary may come from another checkout's build.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from)
+        .join("..");
     let path = root.join("services/codecs/tests/data").join(file);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

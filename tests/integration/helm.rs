@@ -278,6 +278,62 @@ fn chart_lints_renders_and_validates() {
         .expect("the ECK password");
     assert_eq!(pw["valueFrom"]["secretKeyRef"]["name"], "acme-es-es-elastic-user");
 
+    // No search engine: the archive on an object store, written by the sink and read by the API,
+    // with its credentials mounted in both and an egress policy to the store.
+    let archive_args = [
+        "--set",
+        "elasticsearch.url=",
+        "--set",
+        "sink.archive.enabled=true",
+        "--set",
+        "sink.archive.url=s3://geo/acme",
+        "--set",
+        "sink.archive.s3.endpoint=http://minio.storage:9000",
+        "--set",
+        "sink.archive.s3.pathStyle=true",
+        "--set",
+        "sink.archive.s3.allowHttp=true",
+        "--set",
+        "sink.archive.s3.existingSecret=archive-credentials",
+    ];
+    let rendered = template(&helm, &archive_args).expect("archive");
+    let file = dir.join("archive.yaml");
+    std::fs::write(&file, &rendered).expect("write");
+    let out = validate(&validator, &file);
+    assert!(out.status.success(), "kubernetes-validate --strict rejected the archive render:\n{}", text(&out));
+    let a = docs(&rendered);
+    let toml = find(&a, "ConfigMap", "acme-geostream-config")["data"]["geostream.toml"].as_str().unwrap();
+    assert!(toml.contains("[archive]\nenabled = true\nurl = \"s3://geo/acme\""), "{toml}");
+    assert!(
+        toml.contains("secret_access_key_file = \"/var/run/secrets/geostream-archive/secret-access-key\""),
+        "{toml}"
+    );
+    assert!(!toml.contains("[elasticsearch]"), "{toml}");
+    for (kind, name) in [("StatefulSet", "acme-geostream-sink"), ("Deployment", "acme-geostream-api")] {
+        let spec = &find(&a, kind, name)["spec"]["template"]["spec"];
+        assert!(
+            spec["volumes"].as_sequence().unwrap().iter().any(|v| v["secret"]["secretName"] == "archive-credentials"),
+            "{name} lacks the archive credentials"
+        );
+    }
+    let np = find(&a, "NetworkPolicy", "acme-geostream-archive");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchExpressions"][0]["values"],
+        serde_yaml::from_str::<Value>("[sink, api]").unwrap()
+    );
+    let ports: Vec<i64> =
+        np["spec"]["egress"][0]["ports"].as_sequence().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
+    assert_eq!(ports, [443, 9000]);
+    // With a search engine the API keeps to it: no store credentials, no store egress.
+    let with_es = docs(&template(&helm, &archive_args[2..]).expect("archive beside the engine"));
+    let api = &find(&with_es, "Deployment", "acme-geostream-api")["spec"]["template"]["spec"];
+    assert!(!serde_yaml::to_string(api).unwrap().contains("archive-credentials"));
+    let np = find(&with_es, "NetworkPolicy", "acme-geostream-archive");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchExpressions"][0]["values"],
+        serde_yaml::from_str::<Value>("[sink]").unwrap()
+    );
+
     // Stages can be left out of a release (e.g. a tenant fed only by another tenant's topics).
     let off = template(
         &helm,
@@ -346,6 +402,23 @@ fn chart_lints_renders_and_validates() {
         &["template", "x", chart, "--set", "tenant=a", "--set", "kafka.bootstrap=k:9092", "--set", "ingest.storag=1Gi"],
         "storag",
     );
+    let archive_on_volume = [
+        "template",
+        "x",
+        chart,
+        "--set",
+        "tenant=a",
+        "--set",
+        "kafka.bootstrap=k:9092",
+        "--set",
+        "api.auth.tokens[0]=t",
+        "--set",
+        "sink.archive.enabled=true",
+    ];
+    refused(&archive_on_volume, "set sink.archive.url = s3://bucket/prefix");
+    let mut two_sinks = archive_on_volume.to_vec();
+    two_sinks.extend(["--set", "api.enabled=false", "--set", "sink.replicas=2"]);
+    refused(&two_sinks, "sink.replicas > 1");
 
     // And the validator is not a rubber stamp: an unknown field in a Deployment fails --strict.
     let broken = dir.join("broken.yaml");

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod api;
+mod archive;
 mod dashboard;
 mod faultproxy;
 mod helm;

@@ -128,3 +128,22 @@ topologySpreadConstraints:
   configMap:
     name: {{ include "geostream.fullname" . }}-config
 {{- end -}}
+
+{{/* The archive's object store credentials (sink, and the API when it answers from the archive). */}}
+{{- define "geostream.archiveSecretMount" -}}
+{{- if and .Values.sink.archive.enabled .Values.sink.archive.s3.existingSecret }}
+- name: archive-credentials
+  mountPath: /var/run/secrets/geostream-archive
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "geostream.archiveSecretVolume" -}}
+{{- if and .Values.sink.archive.enabled .Values.sink.archive.s3.existingSecret }}
+- name: archive-credentials
+  secret:
+    secretName: {{ .Values.sink.archive.s3.existingSecret }}
+    # Keys: `access-key-id` and `secret-access-key`.
+    optional: false
+{{- end }}
+{{- end -}}

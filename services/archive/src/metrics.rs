@@ -33,8 +33,10 @@ pub struct ArchiveMetrics {
     pub bytes: Family<KindLabel, Counter>,
     /// Records that were not valid records of their topic (not archived).
     pub malformed: Counter,
-    /// Files of a crashed flush deleted on recovery.
-    pub recovered_files: Counter,
+    /// Interrupted flushes redone after a restart.
+    pub redone_flushes: Counter,
+    /// Files of an interrupted flush deleted because it could not be redone.
+    pub abandoned_files: Counter,
     /// Compactions done (one per new compacted file), by kind.
     pub compactions: Family<KindLabel, Counter>,
     /// Files removed by compactions, by kind.
@@ -59,10 +61,11 @@ impl ArchiveMetrics {
             "Records not archived because they are not valid records of their topic",
             self.malformed.clone(),
         );
+        r.register("redone_flushes", "Interrupted flushes redone after a restart", self.redone_flushes.clone());
         r.register(
-            "recovered_files",
-            "Files of an interrupted flush deleted on recovery",
-            self.recovered_files.clone(),
+            "abandoned_files",
+            "Files of an interrupted flush deleted because it could not be redone",
+            self.abandoned_files.clone(),
         );
         r.register("compactions", "Compacted files written", self.compactions.clone());
         r.register("compacted_files", "Small files removed by compaction", self.compacted_files.clone());

@@ -8,11 +8,19 @@
 //! 3. write the progress object with `next_offset` = last + 1 and no `pending` (the commit point);
 //! 4. commit `next_offset` to Kafka.
 //!
-//! A crash anywhere leaves one of: intent not written (nothing happened), intent written and some
-//! files written (recovery deletes every file the intent names, then resumes at `next_offset`),
-//! progress committed but Kafka not (Kafka redelivers records below `next_offset`; they are
-//! skipped). Records are therefore in committed files exactly once. A flush with no files (only
-//! unparseable records) skips the intent.
+//! A crash anywhere leaves one of: intent not written (nothing happened); intent written and some
+//! files written; progress committed but Kafka not (Kafka redelivers records below `next_offset`;
+//! they are skipped). An interrupted flush is **redone**, not undone: after a restart the
+//! partition buffers exactly the intent's offset range again (Kafka's records at those offsets do
+//! not change) and flushes it as one flush, which writes the same files under the same names.
+//! Undoing (deleting the intent's files and flushing whatever comes) would be wrong on object
+//! stores: a PUT the dead process sent can still land after the restart's clean-up, and its file
+//! would then hold records a differently cut flush archives again. A redo makes such a late write
+//! an overwrite with the same records. Only when the records no longer fit the intent (retention
+//! removed them, or a newer build cuts files differently) is the flush abandoned: its files are
+//! deleted and the records flushed as new ones ([`Progress::abandon`]).
+//!
+//! A flush with no files (only unparseable records) skips the intent.
 
 use std::collections::BTreeMap;
 
@@ -102,9 +110,9 @@ impl Progress {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
-    /// After a crash: the progress without its pending flush, and the files of that flush to
+    /// An interrupted flush gives up on redoing: the progress without it, and its files to
     /// delete before anything else is written (they may exist in part, or not at all).
-    pub fn recover(&self) -> (Progress, Vec<Path>) {
+    pub fn abandon(&self) -> (Progress, Vec<Path>) {
         let files = self.pending.iter().flat_map(|p| p.files.iter().map(|f| Path::from(f.as_str()))).collect();
         (Progress { pending: None, ..self.clone() }, files)
     }
@@ -251,16 +259,27 @@ pub fn plan_flush(
         .map(|(hour, rows)| PlannedFile { path: layout.file(kind, hour, &name), hour, rows })
         .collect();
     let paths: Vec<Path> = files.iter().map(|f| f.path.clone()).collect();
-    let intent = if files.is_empty() { None } else { Some(progress.begin(first, last, &paths)?) };
-    if intent.is_none() && (progress.pending.is_some() || first < progress.next_offset) {
+    // A redo of the pending flush must be that flush: same range, same files.
+    let base = match &progress.pending {
+        Some(p) if p.first == first && p.last == last => {
+            let same = p.files.len() == paths.len() && paths.iter().all(|f| p.files.iter().any(|g| g == f.as_ref()));
+            if !same {
+                return Err(ProgressError::Order { first, last, next_offset: progress.next_offset, pending: true });
+            }
+            Progress { pending: None, ..progress.clone() }
+        }
+        _ => progress.clone(),
+    };
+    let intent = if files.is_empty() { None } else { Some(base.begin(first, last, &paths)?) };
+    if intent.is_none() && (base.pending.is_some() || first < base.next_offset) {
         return Err(ProgressError::Order {
             first,
             last,
-            next_offset: progress.next_offset,
-            pending: progress.pending.is_some(),
+            next_offset: base.next_offset,
+            pending: base.pending.is_some(),
         });
     }
-    let done = intent.as_ref().unwrap_or(progress).finish(last);
+    let done = intent.as_ref().unwrap_or(&base).finish(last);
     Ok(FlushPlan { intent, files, done })
 }
 
@@ -349,11 +368,20 @@ mod tests {
         kafka_committed: i64,
     }
 
-    /// One step of a flush, in order; `crash_after` steps run, then the process dies.
-    fn flush(sim: &mut Sim, layout: &Layout, first: i64, last: i64, crash_after: usize) -> bool {
+    /// The files a flush plans, as the simulation stores them.
+    type Files = Vec<(String, Vec<i64>)>;
+
+    /// One step of a flush, in order; `crash_after` steps run, then the process dies. Returns
+    /// whether it completed, and the files it planned.
+    fn flush(sim: &mut Sim, layout: &Layout, first: i64, last: i64, crash_after: usize) -> (bool, Files) {
         let progress = sim.progress.clone().unwrap_or_else(|| Progress::empty("acme.observations", 0));
         let rows: Vec<Row> = (first..=last).filter(|o| o % 5 != 4).map(row).collect(); // every fifth is malformed
         let plan = plan_flush(layout, ArchiveKind::Observations, &progress, first, last, rows).unwrap();
+        let files: Files = plan
+            .files
+            .iter()
+            .map(|f| (f.path.as_ref().to_owned(), f.rows.iter().map(|r| r.offset).collect()))
+            .collect();
         let mut steps = 0;
         let mut step = |sim: &mut Sim, f: &dyn Fn(&mut Sim)| {
             if steps >= crash_after {
@@ -366,58 +394,63 @@ mod tests {
         if let Some(intent) = &plan.intent
             && !step(sim, &|s| s.progress = Some(intent.clone()))
         {
-            return false;
+            return (false, files);
         }
-        for f in &plan.files {
-            let offsets: Vec<i64> = f.rows.iter().map(|r| r.offset).collect();
-            let path = f.path.as_ref().to_owned();
+        for (path, offsets) in &files {
             if !step(sim, &|s| {
                 s.files.insert(path.clone(), offsets.clone());
             }) {
-                return false;
+                return (false, files);
             }
         }
         if !step(sim, &|s| s.progress = Some(plan.done.clone())) {
-            return false;
+            return (false, files);
         }
         let next = plan.done.next_offset;
-        step(sim, &|s| s.kafka_committed = next)
+        (step(sim, &|s| s.kafka_committed = next), files)
     }
 
     /// Runs the archive over offsets 0..n in flushes of `size`, crashing at `crash_after` steps of
-    /// flush number `crash_flush`, then restarting (recovery + redelivery from Kafka's committed
-    /// offset) with different flush boundaries, and returns how often each offset is archived.
+    /// flush number `crash_flush`, then restarting (redelivery from Kafka's committed offset, the
+    /// interrupted flush redone, then other flush boundaries). Every file the dead process planned
+    /// lands late, after the redo, as a PUT it sent before dying would. Returns how often each
+    /// offset is archived.
     fn run(n: i64, size: i64, crash_flush: usize, crash_after: usize) -> BTreeMap<i64, usize> {
         let layout = Layout::new(Path::from("root"), "acme");
         let mut sim = Sim::default();
         let mut offset = 0;
         let mut flushes = 0;
-        let mut crashed = false;
+        let mut size = size;
+        let mut late: Option<Files> = None;
         while offset < n {
-            let last = (offset + size - 1).min(n - 1);
-            if !crashed && flushes == crash_flush {
-                crashed = true;
-                if !flush(&mut sim, &layout, offset, last, crash_after) {
-                    // Restart: recover the progress, delete the pending files, let Kafka redeliver
-                    // from its committed offset and skip what the progress already covers.
-                    let (recovered, delete) =
-                        sim.progress.clone().map(|p| p.recover()).unwrap_or((Progress::empty("t", 0), vec![]));
-                    for d in delete {
-                        sim.files.remove(d.as_ref());
-                    }
-                    if sim.progress.is_some() {
-                        sim.progress = Some(recovered.clone());
-                    }
-                    let mut cursor = Cursor::Fresh { next: recovered.next_offset };
+            let mut last = (offset + size - 1).min(n - 1);
+            if late.is_none() && flushes == crash_flush {
+                let (done, files) = flush(&mut sim, &layout, offset, last, crash_after);
+                late = Some(files);
+                if !done {
+                    // Restart: Kafka redelivers from its committed offset; the cursor skips what
+                    // the progress covers.
+                    let stored = sim.progress.clone().unwrap_or_else(|| Progress::empty("t", 0));
+                    let mut cursor = Cursor::Fresh { next: stored.next_offset };
                     offset = sim.kafka_committed;
                     while offset < n && cursor.admit(offset) == Admit::Skip {
                         offset += 1;
+                    }
+                    size += 2;
+                    if let Some(p) = &stored.pending {
+                        assert_eq!(p.first, offset, "the redo starts where the intent did");
+                        last = p.last;
+                        assert!(flush(&mut sim, &layout, offset, last, usize::MAX).0);
+                        for (path, offsets) in late.iter().flatten() {
+                            sim.files.insert(path.clone(), offsets.clone());
+                        }
+                        offset = last + 1;
                     }
                     flushes += 1;
                     continue;
                 }
             } else {
-                assert!(flush(&mut sim, &layout, offset, last, usize::MAX));
+                assert!(flush(&mut sim, &layout, offset, last, usize::MAX).0);
             }
             flushes += 1;
             offset = last + 1;
@@ -456,6 +489,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_redo_must_be_the_interrupted_flush_and_abandoning_lists_its_files() {
+        let layout = Layout::new(Path::default(), "acme");
+        let p = Progress::empty("t", 0);
+        let first = plan_flush(&layout, ArchiveKind::Observations, &p, 0, 5, (0..6).map(row).collect()).unwrap();
+        let interrupted = first.intent.clone().unwrap();
+        let redo =
+            plan_flush(&layout, ArchiveKind::Observations, &interrupted, 0, 5, (0..6).map(row).collect()).unwrap();
+        assert_eq!(redo.intent, first.intent);
+        assert_eq!(redo.done, first.done);
+        // Another range, or the same range cut into other files, is not the interrupted flush.
+        assert!(plan_flush(&layout, ArchiveKind::Observations, &interrupted, 0, 4, (0..5).map(row).collect()).is_err());
+        assert!(plan_flush(&layout, ArchiveKind::Observations, &interrupted, 0, 5, vec![row(0)]).is_err());
+        let (abandoned, delete) = interrupted.abandon();
+        assert_eq!(abandoned, p);
+        assert_eq!(delete.len(), 3);
+        assert!(plan_flush(&layout, ArchiveKind::Observations, &abandoned, 0, 4, (0..5).map(row).collect()).is_ok());
     }
 
     #[test]

@@ -236,11 +236,13 @@ fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// The fields of the `bbox` struct column.
+/// The fields of the `bbox` struct column. Nullable, and null where the struct is: readers (and
+/// DataFusion's `get_field`) that look at a child without its parent's validity then see null,
+/// not a value Parquet never stored for that row.
 pub fn bbox_fields() -> Fields {
     Fields::from(
         ["xmin", "ymin", "xmax", "ymax"]
-            .map(|n| Field::new(n, DataType::Float64, false))
+            .map(|n| Field::new(n, DataType::Float64, true))
             .into_iter()
             .collect::<Vec<_>>(),
     )
@@ -314,9 +316,8 @@ pub fn to_batch(kind: ArchiveKind, rows: &[Row]) -> Result<RecordBatch, ArrowErr
             }
             None => {
                 geometry.append_null();
-                // Struct children of a null slot still need a value; the struct's validity hides it.
                 for b in &mut bbox {
-                    b.append_value(0.0);
+                    b.append_null();
                 }
                 bbox_valid.push(false);
             }
@@ -500,6 +501,8 @@ mod tests {
         let b = to_batch(ArchiveKind::Events, &[r]).unwrap();
         assert!(b.column_by_name("geometry").unwrap().is_null(0));
         assert!(b.column_by_name("bbox").unwrap().is_null(0));
+        let xmin = b.column_by_name("bbox").unwrap().as_struct().column_by_name("xmin").unwrap().clone();
+        assert!(xmin.is_null(0), "a child read without the struct's validity must be null too");
         assert_eq!(b.column_by_name("kind").unwrap().as_string::<i32>().value(0), "gap");
 
         let w = Window::new(datetime!(2026-11-26 10:00 UTC), datetime!(2026-11-26 10:05 UTC)).unwrap();

@@ -5,8 +5,9 @@
 //! Runs beside the sink in `geostream sink`, in its own group, so the archive's progress is
 //! independent of the search engine's (an object store outage holds back neither the other).
 //!
-//! A partition's progress object is loaded (and an interrupted flush cleaned up) when its first
-//! record arrives after an assignment; records it already covers are skipped; if Kafka started
+//! A partition's progress object is loaded when its first record arrives after an assignment; an
+//! interrupted flush in it is redone first (exactly its offset range, see [`crate::progress`]);
+//! records it already covers are skipped; if Kafka started
 //! past it (its committed offset is ahead, e.g. the archive root was emptied), the partition is
 //! sought back. A revoked partition's buffer is dropped: its new owner re-reads it from the
 //! progress. Flushes run inside the loop, so a rebalance waits for a flush in progress
@@ -35,7 +36,7 @@ use crate::geoparquet;
 use crate::kind::ArchiveKind;
 use crate::layout::{DataFile, FileName, Layout};
 use crate::metrics::{ArchiveMetrics, KindLabel, PartitionLabel};
-use crate::progress::{Admit, Cursor, Progress, plan_flush};
+use crate::progress::{Admit, Cursor, Pending, Progress, plan_flush};
 use crate::rows::{Row, to_batch};
 use crate::store::ArchiveStore;
 
@@ -157,6 +158,7 @@ impl ArchiveStage {
             buffered_bytes: 0,
             oldest: None,
             files_written: 0,
+            redo_due: false,
             metrics: metrics.clone(),
             health,
             cancel: cancel.clone(),
@@ -218,6 +220,20 @@ struct Part {
     rows: Vec<Row>,
     /// First and last offset taken since the last flush.
     range: Option<(i64, i64)>,
+    /// The interrupted flush found on loading, until it is redone: the partition flushes exactly
+    /// its range next.
+    redo: Option<Pending>,
+}
+
+impl Part {
+    /// Whether the buffered records may be flushed now (a redo only once its range is complete).
+    fn flushable(&self) -> bool {
+        match (&self.redo, self.range) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(r), Some((_, last))) => last >= r.last,
+        }
+    }
 }
 
 /// Why the loop stops.
@@ -238,6 +254,8 @@ struct Worker {
     buffered_bytes: usize,
     oldest: Option<Instant>,
     files_written: u64,
+    /// A partition completed the range of its interrupted flush: flush before taking more.
+    redo_due: bool,
     metrics: ArchiveMetrics,
     health: Health,
     cancel: CancellationToken,
@@ -290,7 +308,8 @@ impl Worker {
                 break s;
             }
             let s = &self.settings.flush;
-            let due = self.buffered_records >= s.max_records
+            let due = self.redo_due
+                || self.buffered_records >= s.max_records
                 || self.buffered_bytes >= s.max_bytes
                 || self.oldest.is_some_and(|t| t + s.max_age <= Instant::now());
             if due && let Err(s) = self.flush_all(true).await {
@@ -330,24 +349,39 @@ impl Worker {
         self.metrics.buffered_records.set(self.buffered_records as i64);
     }
 
-    /// Loads a partition's progress, cleaning up an interrupted flush first.
+    /// Loads a partition's progress (an interrupted flush stays pending until it is redone).
     async fn load(&self, kind: ArchiveKind, topic: &str, partition: i32) -> Result<Progress, ArchiveError> {
         let path = self.layout.progress(kind, partition);
         let Some(bytes) = self.settings.store.get(&path).await? else {
             return Ok(Progress::empty(topic, partition));
         };
         let stored = Progress::from_bytes(&bytes)?;
-        if stored.pending.is_none() {
-            return Ok(stored);
+        if let Some(p) = &stored.pending {
+            tracing::warn!(%topic, partition, first = p.first, last = p.last, files = p.files.len(),
+                "an interrupted flush is redone");
         }
-        let (recovered, files) = stored.recover();
-        tracing::warn!(%topic, partition, files = files.len(), "an interrupted flush is cleaned up");
+        Ok(stored)
+    }
+
+    /// Gives up redoing a partition's interrupted flush: deletes its files and forgets it.
+    async fn abandon(&mut self, key: &(String, i32)) -> Result<(), Stop> {
+        let Some(part) = self.parts.get(key) else { return Ok(()) };
+        let (abandoned, files) = part.progress.abandon();
+        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
         for f in &files {
-            self.settings.store.delete(f).await?;
+            while let Err(e) = self.settings.store.delete(f).await {
+                self.metrics.errors.inc();
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, path = %f, retry_in_ms = wait.as_millis() as u64, "archive delete failed");
+                self.pause(wait).await?;
+            }
         }
-        self.metrics.recovered_files.inc_by(files.len() as u64);
-        self.settings.store.put(&path, recovered.to_bytes()).await?;
-        Ok(recovered)
+        self.metrics.abandoned_files.inc_by(files.len() as u64);
+        if let Some(part) = self.parts.get_mut(key) {
+            part.progress = abandoned;
+            part.redo = None;
+        }
+        Ok(())
     }
 
     async fn take(&mut self, m: &rdkafka::message::OwnedMessage) -> Result<(), Stop> {
@@ -368,7 +402,8 @@ impl Worker {
                 }
             };
             let cursor = Cursor::Fresh { next: progress.next_offset };
-            self.parts.insert(key.clone(), Part { kind, progress, cursor, rows: Vec::new(), range: None });
+            let redo = progress.pending.clone();
+            self.parts.insert(key.clone(), Part { kind, progress, cursor, rows: Vec::new(), range: None, redo });
         }
         let Some(part) = self.parts.get_mut(&key) else { return Ok(()) };
         match part.cursor.admit(m.offset()) {
@@ -385,6 +420,19 @@ impl Worker {
             Admit::Take => {}
         }
         let offset = m.offset();
+        // The records no longer fit the interrupted flush (retention removed its first ones, or
+        // its last one is gone): it cannot be redone as it was. What was taken of it stays
+        // buffered and is flushed as an ordinary flush.
+        let misfit = part.redo.as_ref().is_some_and(|r| match part.range {
+            None => offset != r.first,
+            Some(_) => offset > r.last,
+        });
+        if misfit {
+            tracing::warn!(topic = %key.0, partition = key.1, offset,
+                "the interrupted flush cannot be redone; its files are deleted");
+            self.abandon(&key).await?;
+        }
+        let Some(part) = self.parts.get_mut(&key) else { return Ok(()) };
         part.range = Some(part.range.map_or((offset, offset), |(f, _)| (f, offset)));
         match Row::parse(kind, m.partition(), offset, m.payload().unwrap_or_default()) {
             Ok(row) => {
@@ -396,6 +444,9 @@ impl Worker {
                 tracing::debug!(topic = %key.0, partition = key.1, offset, error = %e, "not archived");
             }
         }
+        if part.redo.as_ref().is_some_and(|r| offset >= r.last) {
+            self.redo_due = true;
+        }
         self.buffered_records += 1;
         self.metrics.buffered_records.set(self.buffered_records as i64);
         self.oldest.get_or_insert_with(Instant::now);
@@ -405,18 +456,26 @@ impl Worker {
     /// Flushes every partition with buffered records, then commits their offsets to Kafka.
     /// `retry`: keep retrying a failing store until it works or the stage stops.
     async fn flush_all(&mut self, retry: bool) -> Result<(), Stop> {
+        self.redo_due = false;
         let keys: Vec<(String, i32)> =
-            self.parts.iter().filter(|(_, p)| p.range.is_some()).map(|(k, _)| k.clone()).collect();
-        if keys.is_empty() {
-            return Ok(());
-        }
+            self.parts.iter().filter(|(_, p)| p.flushable()).map(|(k, _)| k.clone()).collect();
         let mut commit = TopicPartitionList::new();
         for key in keys {
             let Some(part) = self.parts.get_mut(&key) else { continue };
             let Some((first, last)) = part.range.take() else { continue };
             let rows = std::mem::take(&mut part.rows);
             let kind = part.kind;
-            let plan = match plan_flush(&self.layout, kind, &part.progress, first, last, rows) {
+            let spare = part.redo.is_some().then(|| rows.clone());
+            let mut planned = plan_flush(&self.layout, kind, &part.progress, first, last, rows);
+            if let (Err(e), Some(rows)) = (&planned, spare) {
+                // The same records now make other files (a newer build): redo is impossible.
+                tracing::warn!(error = %e, topic = %key.0, partition = key.1,
+                    "the interrupted flush's records make other files now; its files are deleted");
+                self.abandon(&key).await?;
+                let Some(part) = self.parts.get(&key) else { continue };
+                planned = plan_flush(&self.layout, kind, &part.progress, first, last, rows);
+            }
+            let plan = match planned {
                 Ok(p) => p,
                 Err(e) => {
                     // Cannot happen with offsets taken in order; the records are read again.
@@ -446,15 +505,24 @@ impl Worker {
             self.metrics.records.get_or_create(&KindLabel { kind: kind.as_str().to_owned() }).inc_by(rows as u64);
             if let Some(part) = self.parts.get_mut(&key) {
                 part.progress = plan.done.clone();
+                if part.redo.take().is_some() {
+                    self.metrics.redone_flushes.inc();
+                }
             }
             if let Err(e) = commit.add_partition_offset(&key.0, key.1, Offset::Offset(plan.done.next_offset)) {
                 tracing::warn!(error = %e, "offset not committable");
             }
         }
-        self.buffered_records = 0;
-        self.buffered_bytes = 0;
-        self.oldest = None;
-        self.metrics.buffered_records.set(0);
+        // Only redos waiting for the rest of their range can still be buffered.
+        let waiting = self.parts.values().filter(|p| p.range.is_some());
+        self.buffered_records = waiting.clone().map(|p| p.rows.len()).sum();
+        self.buffered_bytes = waiting.map(|p| p.rows.iter().map(Row::approx_bytes).sum::<usize>()).sum();
+        // Restarted, so a waiting redo does not make every turn of the loop a flush.
+        self.oldest = (self.buffered_records > 0).then(Instant::now);
+        self.metrics.buffered_records.set(self.buffered_records as i64);
+        if commit.count() == 0 {
+            return Ok(());
+        }
         self.flushes.fetch_add(1, Ordering::Relaxed);
         // Kafka's offsets only shorten the next start: the progress objects are already written.
         if let Err(e) = self.consumer.commit(&commit, CommitMode::Async) {

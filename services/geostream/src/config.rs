@@ -34,6 +34,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "outputs",
     "api",
     "operator",
+    "archive",
 ];
 
 /// The whole configuration of one geostream process.
@@ -67,6 +68,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// The Kubernetes operator (`geostream operator`).
     pub operator: OperatorConfig,
+    /// The GeoParquet archive, run by `geostream sink`.
+    pub archive: ArchiveConfig,
 }
 
 /// Settings of `geostream operator`.
@@ -108,6 +111,75 @@ impl Default for OperatorConfig {
     }
 }
 
+/// Settings of the GeoParquet archive (`[archive]`), which `geostream sink` runs beside the search
+/// engine writer (or alone when `elasticsearch.url` is unset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Whether `geostream sink` archives at all.
+    pub enabled: bool,
+    /// `file:///data/archive` (a volume) or `s3://bucket/prefix`; unset = `<data_dir>/archive`.
+    pub url: Option<String>,
+    /// S3-compatible store settings (for `s3://` URLs).
+    pub s3: ArchiveS3Config,
+    /// Flush when this many records are buffered.
+    pub flush_max_records: usize,
+    /// Flush when the buffered records hold this many bytes (bounds the stage's memory).
+    pub flush_max_bytes: u64,
+    /// Flush when the oldest buffered record waited this long, in seconds.
+    pub flush_max_age_s: u64,
+    /// Merge the small files of closed hours.
+    pub compaction_enabled: bool,
+    /// How often to look for hours to compact, in seconds.
+    pub compaction_interval_s: u64,
+    /// How long after an hour ends before it is compacted, in seconds (late records still add
+    /// small files afterwards; later rounds merge them).
+    pub compaction_grace_s: u64,
+    /// Largest compacted file, in bytes.
+    pub compaction_target_bytes: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: None,
+            s3: ArchiveS3Config::default(),
+            flush_max_records: 100_000,
+            flush_max_bytes: 64 * 1024 * 1024,
+            flush_max_age_s: 300,
+            compaction_enabled: true,
+            compaction_interval_s: 300,
+            compaction_grace_s: 600,
+            compaction_target_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The S3-compatible store of the archive. Credentials: these keys (for instance
+/// `GEOSTREAM_ARCHIVE__S3__SECRET_ACCESS_KEY`), or files (mounted secrets), or else the usual
+/// `AWS_*` variables and instance credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveS3Config {
+    /// Base URL of an S3-compatible service, e.g. `http://minio.storage:9000`; unset = AWS.
+    pub endpoint: Option<String>,
+    /// The region; unset = `us-east-1` (what most S3-compatible services accept).
+    pub region: Option<String>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key; never printed.
+    pub secret_access_key: Option<String>,
+    /// A file holding the access key id (a mounted secret).
+    pub access_key_id_file: Option<PathBuf>,
+    /// A file holding the secret access key (a mounted secret).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Path-style requests (`http://host/bucket/key`), which most self-hosted services need.
+    pub path_style: bool,
+    /// Allow a plain-HTTP endpoint (cluster-internal services).
+    pub allow_http: bool,
+}
+
 /// Settings of `geostream api`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -135,6 +207,27 @@ pub struct ApiConfig {
     /// Directory of the built map dashboard, served at `/dashboard/` (`scripts/dashboard.sh`
     /// builds `web/dist`; relative paths are from the working directory).
     pub dashboard_dir: PathBuf,
+    /// Where queries are answered from: `search` (Elasticsearch/OpenSearch at
+    /// `elasticsearch.url`), `archive` (the GeoParquet archive at `archive.url` plus a live layer
+    /// read from Kafka: the standalone shape), or `auto` = `search` when `elasticsearch.url` is
+    /// set, else `archive` when `archive.url` is set or `archive.enabled`.
+    pub backend: ApiBackend,
+    /// With the `archive` backend: most records the live layer keeps per topic beyond what the
+    /// archive holds (older ones are dropped and counted; the archive catches up with them).
+    pub live_tail: usize,
+}
+
+/// Where `geostream api` answers queries from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiBackend {
+    /// `search` when `elasticsearch.url` is set, else `archive`.
+    #[default]
+    Auto,
+    /// Elasticsearch or OpenSearch.
+    Search,
+    /// The GeoParquet archive plus a live layer from Kafka.
+    Archive,
 }
 
 impl Default for ApiConfig {
@@ -150,6 +243,8 @@ impl Default for ApiConfig {
             rate_limit_burst: 200,
             max_body_bytes: 16 * 1024 * 1024,
             dashboard_dir: PathBuf::from("web/dist"),
+            backend: ApiBackend::Auto,
+            live_tail: 100_000,
         }
     }
 }
@@ -334,6 +429,7 @@ impl Default for Config {
             outputs: Vec::new(),
             api: ApiConfig::default(),
             operator: OperatorConfig::default(),
+            archive: ArchiveConfig::default(),
         }
     }
 }
@@ -653,6 +749,14 @@ impl Config {
                 fix: "e.g. 16777216 (16 MiB)".into(),
             });
         }
+        if self.api.live_tail == 0 {
+            problems.push(Problem {
+                key: "api.live_tail".into(),
+                problem: "must be positive; the live layer could hold nothing".into(),
+                fix: "e.g. 100000".into(),
+            });
+        }
+        self.validate_archive(&mut problems);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem {
                 key: "log.level".into(),
@@ -678,6 +782,82 @@ impl Config {
         }
     }
 
+    /// The archive's URL: `archive.url`, or the `archive` directory on the stage's volume.
+    pub fn archive_url(&self) -> String {
+        self.archive.url.clone().unwrap_or_else(|| format!("file://{}", self.data_dir.join("archive").display()))
+    }
+
+    fn validate_archive(&self, problems: &mut Vec<Problem>) {
+        let a = &self.archive;
+        if !a.enabled && self.api.backend != ApiBackend::Archive {
+            return;
+        }
+        let url = self.archive_url();
+        let mut problem = |key: &str, problem: String, fix: &str| {
+            problems.push(Problem { key: format!("archive.{key}"), problem, fix: fix.into() });
+        };
+        let url_fix = "use file:///absolute/path (a volume) or s3://bucket/prefix";
+        if let Some(rest) = url.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                problem("url", format!("{url:?} is not an absolute file:// path"), url_fix);
+            }
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            if rest.split('/').next().is_none_or(str::is_empty) {
+                problem("url", format!("{url:?} names no bucket"), url_fix);
+            }
+        } else {
+            problem("url", format!("{url:?} is neither a file:// nor an s3:// URL"), url_fix);
+        }
+        if let Some(e) = &a.s3.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            problem(
+                "s3.endpoint",
+                format!("{e:?} is not an http:// or https:// URL"),
+                "e.g. http://minio.storage:9000",
+            );
+        } else if a.s3.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) && !a.s3.allow_http {
+            problem(
+                "s3.allow_http",
+                "the endpoint is plain http:// but allow_http is false".into(),
+                "set archive.s3.allow_http = true, or use https",
+            );
+        }
+        for (key, value, file) in [
+            ("s3.access_key_id", &a.s3.access_key_id, &a.s3.access_key_id_file),
+            ("s3.secret_access_key", &a.s3.secret_access_key, &a.s3.secret_access_key_file),
+        ] {
+            if value.is_some() && file.is_some() {
+                problem(
+                    key,
+                    format!("both {key} and {key}_file are set"),
+                    "keep one of them (the _file for a mounted secret)",
+                );
+            }
+        }
+        let has = |v: &Option<String>, f: &Option<PathBuf>| v.is_some() || f.is_some();
+        if has(&a.s3.access_key_id, &a.s3.access_key_id_file)
+            != has(&a.s3.secret_access_key, &a.s3.secret_access_key_file)
+        {
+            problem(
+                "s3.secret_access_key",
+                "only one of the access key id and the secret access key is set".into(),
+                "set both (or neither, to use AWS_* variables or instance credentials)",
+            );
+        }
+        for (key, ok, fix) in [
+            ("flush_max_records", a.flush_max_records > 0, "e.g. 100000"),
+            ("flush_max_bytes", a.flush_max_bytes > 0, "e.g. 67108864 (64 MiB); the stage's memory must hold it"),
+            ("flush_max_age_s", a.flush_max_age_s > 0, "e.g. 300"),
+            ("compaction_interval_s", a.compaction_interval_s > 0, "e.g. 300"),
+            ("compaction_target_bytes", a.compaction_target_bytes > 0, "e.g. 268435456 (256 MiB)"),
+        ] {
+            if !ok {
+                problem(key, "must be positive".into(), fix);
+            }
+        }
+    }
+
     /// librdkafka properties: `kafka.properties` plus `bootstrap.servers`.
     pub fn kafka_properties(&self) -> BTreeMap<String, String> {
         let mut p = self.kafka.properties.clone();
@@ -690,6 +870,9 @@ impl Config {
         let mut shown = self.clone();
         if shown.elasticsearch.password.is_some() {
             shown.elasticsearch.password = Some("<redacted>".into());
+        }
+        if shown.archive.s3.secret_access_key.is_some() {
+            shown.archive.s3.secret_access_key = Some("<redacted>".into());
         }
         geostream_outputs::spec::redact(&mut shown.outputs);
         for tokens in shown.api.tokens.values_mut() {
@@ -951,6 +1134,49 @@ topic = "geostream/{tenant}/{kind}/{track}"
                 "api.max_body_bytes"
             ]
         );
+    }
+
+    #[test]
+    fn archive_section_layers_validates_and_masks_its_secret() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "g.toml",
+                "tenant = \"a\"\n[archive]\nenabled = true\nurl = \"s3://bucket/geo\"\n[archive.s3]\nendpoint = \"http://127.0.0.1:9000\"\npath_style = true\nallow_http = true\naccess_key_id = \"k\"\n",
+            )?;
+            jail.set_env("GEOSTREAM_ARCHIVE__S3__SECRET_ACCESS_KEY", "hunter2");
+            jail.set_env("GEOSTREAM_ARCHIVE__FLUSH_MAX_AGE_S", "5");
+            let c = Config::load(Some(Path::new("g.toml")), Config::env_provider()).unwrap();
+            assert_eq!(c.archive.s3.secret_access_key.as_deref(), Some("hunter2"));
+            assert_eq!(c.archive.flush_max_age_s, 5);
+            c.validate().unwrap();
+            let shown = c.to_redacted_toml().unwrap();
+            assert!(!shown.contains("hunter2") && shown.contains("s3://bucket/geo"), "{shown}");
+            Ok(())
+        });
+        let mut c = Config { tenant: Some("a".into()), data_dir: "/vol".into(), ..Config::default() };
+        assert_eq!(c.archive_url(), "file:///vol/archive");
+        c.validate().unwrap();
+        c.archive.enabled = true;
+        c.validate().unwrap();
+        c.archive.url = Some("gs://b".into());
+        c.archive.s3.endpoint = Some("http://minio:9000".into());
+        c.archive.s3.access_key_id = Some("k".into());
+        c.archive.s3.access_key_id_file = Some("/run/k".into());
+        c.archive.flush_max_records = 0;
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "archive.url",
+                "archive.s3.allow_http",
+                "archive.s3.access_key_id",
+                "archive.s3.secret_access_key",
+                "archive.flush_max_records"
+            ]
+        );
+        c.archive.enabled = false;
+        c.validate().unwrap();
     }
 
     #[test]

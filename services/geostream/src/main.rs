@@ -104,6 +104,8 @@ enum CliError {
     #[error(transparent)]
     Outputs(#[from] geostream_outputs::OutputError),
     #[error(transparent)]
+    Archive(#[from] geostream_archive::ArchiveError),
+    #[error(transparent)]
     Api(#[from] geostream_api::stage::StageError),
     #[error(transparent)]
     Operator(#[from] geostream_operator::stage::StageError),
@@ -131,6 +133,8 @@ impl CliError {
             CliError::Sink(_) | CliError::Missing { .. } => 78,
             // Outputs fail to start on their configuration only (a secret, a URL, Kafka properties).
             CliError::Outputs(_) => 78,
+            // The archive's start-up errors are its URL, credentials or Kafka properties.
+            CliError::Archive(_) => 78,
             // The processor's start-up errors are its volume (checkpoint directory) or its thread.
             CliError::Process(_) => 74,
             CliError::Api(geostream_api::stage::StageError::Client(_)) => 78,
@@ -190,6 +194,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 v.naming.topic(&v.tenant, geostream_model::TopicKind::Observations),
                 v.telemetry_listen
             );
+            if v.config.archive.enabled {
+                println!(
+                    "archive: {} (group {})",
+                    v.config.archive_url(),
+                    geostream_archive::consumer_group(&v.naming, &v.tenant)
+                );
+            }
             if !v.outputs.is_empty() {
                 println!("outputs (group {}):", geostream_outputs::stage::consumer_group(&v.naming, &v.tenant));
                 for o in &v.outputs {
@@ -361,15 +372,23 @@ fn run_process(valid: &config::Validated) -> Result<(), CliError> {
 
 fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
     let cfg = &valid.config;
-    let Some(url) = cfg.elasticsearch.url.clone() else {
-        return Err(CliError::Missing {
-            stage: "sink",
-            key: "elasticsearch.url",
-            fix: "set it in the config file or GEOSTREAM_ELASTICSEARCH__URL=http://127.0.0.1:9200",
-        });
+    let archive = archive_settings(valid)?;
+    // Without a search engine the sink runs archive-only (the standalone shape); with neither it
+    // would do nothing at all.
+    let url = match (cfg.elasticsearch.url.clone(), &archive) {
+        (Some(url), _) => Some(url),
+        (None, Some(_)) => None,
+        (None, None) => {
+            return Err(CliError::Missing {
+                stage: "sink",
+                key: "elasticsearch.url",
+                fix: "set it in the config file or GEOSTREAM_ELASTICSEARCH__URL=http://127.0.0.1:9200, \
+                      or enable the archive alone ([archive] enabled = true)",
+            });
+        }
     };
     let sk = &cfg.sink;
-    let settings = geostream_sink::stage::SinkSettings {
+    let settings = url.map(|url| geostream_sink::stage::SinkSettings {
         tenant: valid.tenant.clone(),
         naming: valid.naming.clone(),
         kafka: cfg.kafka_properties(),
@@ -382,33 +401,129 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
         max_backoff: std::time::Duration::from_millis(sk.max_backoff_ms),
         request_timeout: std::time::Duration::from_millis(sk.request_timeout_ms),
         index: geostream_sink::templates::IndexSettings { replicas: sk.index_replicas },
-    };
+    });
     runtime()?.block_on(async {
         let telemetry = start_telemetry(valid, "sink").await?;
-        // The outputs run beside the sink in the same process, in their own consumer group.
+        // The outputs and the archive run beside the sink in the same process, each in its own
+        // consumer group.
         let outputs = match outputs_settings(valid) {
             Some(s) => Some(geostream_outputs::OutputsStage::start(s, &telemetry).await?),
             None => None,
         };
-        let sink = match geostream_sink::stage::SinkStage::start(settings, &telemetry).await {
-            Ok(sink) => sink,
-            Err(e) => {
-                if let Some(o) = outputs {
-                    o.shutdown().await;
+        let archive = match archive {
+            Some(s) => match geostream_archive::ArchiveStage::start(s, &telemetry).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    if let Some(o) = outputs {
+                        o.shutdown().await;
+                    }
+                    return Err(e.into());
                 }
-                return Err(e.into());
-            }
+            },
+            None => None,
+        };
+        let sink = match settings {
+            None => None,
+            Some(settings) => match geostream_sink::stage::SinkStage::start(settings, &telemetry).await {
+                Ok(sink) => Some(sink),
+                Err(e) => {
+                    if let Some(o) = outputs {
+                        o.shutdown().await;
+                    }
+                    if let Some(a) = archive {
+                        a.shutdown().await;
+                    }
+                    return Err(e.into());
+                }
+            },
         };
         shutdown_signal().await;
         tracing::info!("sink shutting down");
-        // Both settle their batch in hand at the same time, within one termination grace period.
-        tokio::join!(sink.shutdown(), async {
-            if let Some(o) = outputs {
-                o.shutdown().await;
+        // All settle their batch in hand at the same time, within one termination grace period.
+        tokio::join!(
+            async {
+                if let Some(s) = sink {
+                    s.shutdown().await;
+                }
+            },
+            async {
+                if let Some(o) = outputs {
+                    o.shutdown().await;
+                }
+            },
+            async {
+                if let Some(a) = archive {
+                    a.shutdown().await;
+                }
             }
-        });
+        );
         Ok(())
     })
+}
+
+/// The archive's settings when it is enabled: the store opened from its URL, credentials read
+/// from their files.
+fn archive_settings(valid: &config::Validated) -> Result<Option<geostream_archive::ArchiveSettings>, CliError> {
+    let cfg = &valid.config;
+    let a = &cfg.archive;
+    if !a.enabled {
+        return Ok(None);
+    }
+    let store = archive_store(valid)?;
+    Ok(Some(geostream_archive::ArchiveSettings {
+        tenant: valid.tenant.clone(),
+        naming: valid.naming.clone(),
+        kafka: cfg.kafka_properties(),
+        store,
+        flush: geostream_archive::FlushSettings {
+            max_records: a.flush_max_records,
+            max_bytes: usize::try_from(a.flush_max_bytes).unwrap_or(usize::MAX),
+            max_age: std::time::Duration::from_secs(a.flush_max_age_s),
+        },
+        compaction: geostream_archive::CompactionSettings {
+            enabled: a.compaction_enabled,
+            interval: std::time::Duration::from_secs(a.compaction_interval_s),
+            grace: std::time::Duration::from_secs(a.compaction_grace_s),
+            target_bytes: a.compaction_target_bytes,
+        },
+        // Fault injection for tests: stop dead between the files of a flush.
+        fault_stop_after_files: std::env::var("GEOSTREAM_FAULT_ARCHIVE_STOP_AFTER_FILES")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    }))
+}
+
+/// The archive's store (`archive.url`), credentials read from their files.
+fn archive_store(valid: &config::Validated) -> Result<geostream_archive::ArchiveStore, CliError> {
+    let a = &valid.config.archive;
+    let read =
+        |key: &str, value: &Option<String>, file: &Option<std::path::PathBuf>| -> Result<Option<String>, CliError> {
+            match (value, file) {
+                (Some(v), _) => Ok(Some(v.clone())),
+                (None, None) => Ok(None),
+                (None, Some(path)) => std::fs::read_to_string(path).map(|v| Some(v.trim().to_owned())).map_err(|e| {
+                    CliError::Config(config::ConfigError::Invalid(vec![config::Problem {
+                        key: key.to_owned(),
+                        problem: format!("{} cannot be read: {e}", path.display()),
+                        fix: "mount the secret there or correct the path".into(),
+                    }]))
+                }),
+            }
+        };
+    let s3 = geostream_archive::S3Options {
+        endpoint: a.s3.endpoint.clone(),
+        region: a.s3.region.clone(),
+        access_key_id: read("archive.s3.access_key_id_file", &a.s3.access_key_id, &a.s3.access_key_id_file)?,
+        secret_access_key: read(
+            "archive.s3.secret_access_key_file",
+            &a.s3.secret_access_key,
+            &a.s3.secret_access_key_file,
+        )?,
+        path_style: a.s3.path_style,
+        allow_http: a.s3.allow_http,
+    };
+    geostream_archive::ArchiveStore::open(&valid.config.archive_url(), &s3)
+        .map_err(|e| CliError::Archive(geostream_archive::ArchiveError::Store(e)))
 }
 
 /// The event outputs' settings, when any output is configured.
@@ -427,14 +542,24 @@ fn outputs_settings(valid: &config::Validated) -> Option<geostream_outputs::Outp
 
 fn run_api(valid: &config::Validated) -> Result<(), CliError> {
     let cfg = &valid.config;
-    let Some(url) = cfg.elasticsearch.url.clone() else {
-        return Err(CliError::Missing {
-            stage: "api",
-            key: "elasticsearch.url",
-            fix: "set it in the config file or GEOSTREAM_ELASTICSEARCH__URL=http://127.0.0.1:9200",
-        });
-    };
     let api = &cfg.api;
+    // `auto` takes the archive only when one is configured: an API over an empty default
+    // directory would look healthy and answer nothing.
+    let archive_configured = cfg.archive.enabled || cfg.archive.url.is_some();
+    let archive = match (api.backend, &cfg.elasticsearch.url) {
+        (config::ApiBackend::Archive, _) => Some(archive_store(valid)?),
+        (config::ApiBackend::Auto, None) if archive_configured => Some(archive_store(valid)?),
+        (config::ApiBackend::Search | config::ApiBackend::Auto, None) => {
+            return Err(CliError::Missing {
+                stage: "api",
+                key: "elasticsearch.url",
+                fix: "set it in the config file or GEOSTREAM_ELASTICSEARCH__URL=http://127.0.0.1:9200, \
+                      or answer from the archive (archive.url, or api.backend = \"archive\")",
+            });
+        }
+        (config::ApiBackend::Search | config::ApiBackend::Auto, Some(_)) => None,
+    };
+    let url = cfg.elasticsearch.url.clone().unwrap_or_default();
     let read_secret = |key: &str, path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|e| {
             CliError::Config(config::ConfigError::Invalid(vec![config::Problem {
@@ -479,7 +604,25 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
     };
     runtime()?.block_on(async {
         let telemetry = start_telemetry(valid, "api").await?;
-        geostream_api::stage::run(settings, &telemetry, shutdown_signal()).await?;
+        let stage = match archive {
+            None => geostream_api::stage::ApiStage::start(settings, &telemetry).await?,
+            Some(store) => {
+                tracing::info!(url = %store.url, "answering from the archive and a live layer");
+                let archive = geostream_api::local::archive::DataFusionArchive::open(store, valid.tenant.as_str())
+                    .await
+                    .map_err(|e| geostream_api::stage::StageError::Archive(e.to_string()))?;
+                geostream_api::stage::ApiStage::start_local(
+                    settings,
+                    &telemetry,
+                    std::sync::Arc::new(archive),
+                    api.live_tail,
+                )
+                .await?
+            }
+        };
+        shutdown_signal().await;
+        tracing::info!("api shutting down");
+        stage.shutdown().await;
         Ok(())
     })
 }

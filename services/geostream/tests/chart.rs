@@ -98,4 +98,25 @@ fn every_workload_of_the_chart_runs_with_a_configuration_the_binary_accepts() {
         ],
     );
     assert_eq!(check(&options, "options"), 4);
+    // No search engine: the sink archives to an object store and the API answers from it.
+    let archive = rendered(
+        &helm,
+        &[
+            "--set",
+            "kafka.bootstrap=k:9092",
+            "--set",
+            "sink.archive.enabled=true",
+            "--set",
+            "sink.archive.url=s3://geo/acme",
+            "--set",
+            "sink.archive.s3.endpoint=http://minio.storage:9000",
+            "--set",
+            "sink.archive.s3.pathStyle=true",
+            "--set",
+            "sink.archive.s3.allowHttp=true",
+            "--set",
+            "sink.archive.s3.existingSecret=archive-credentials",
+        ],
+    );
+    assert_eq!(check(&archive, "archive"), 4);
 }

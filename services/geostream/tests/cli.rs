@@ -546,6 +546,190 @@ fn the_sink_process_runs_configured_outputs_beside_the_sink_and_stops_both_on_si
 }
 
 #[test]
+fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_archive_and_kafka() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let Some(bootstrap) = kafka("archive-only sink process") else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let tenant = format!("cliarchive{:x}", nanos & 0xffff_ffff);
+    let metrics_listen = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let topic = format!("{tenant}.observations");
+    rt.block_on(async {
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+        let t = rdkafka::admin::NewTopic::new(&topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
+        for r in admin.create_topics(&[t], &rdkafka::admin::AdminOptions::new()).await.unwrap() {
+            r.unwrap();
+        }
+        let p: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+        let t0 = geostream_model::time::OffsetDateTime::now_utc();
+        for i in 0..50 {
+            let o = geostream_model::Observation::try_new(
+                geostream_model::FeedId::new("f").unwrap(),
+                Some(geostream_model::TrackId::new(format!("v{}", i % 5)).unwrap()),
+                t0 + geostream_model::time::Duration::seconds(i),
+                t0,
+                geostream_model::geojson::Geometry::new_point([10.0 + i as f64 * 0.01, 63.0]),
+                Default::default(),
+            )
+            .unwrap();
+            let payload = serde_json::to_vec(&o).unwrap();
+            p.send(FutureRecord::to(&topic).key("k").payload(&payload), std::time::Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+    });
+    let archive_url = format!("file://{}", dir.path().display());
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_geostream"));
+    sink.arg("sink");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GEOSTREAM_") {
+            sink.env_remove(k);
+        }
+    }
+    let child = sink
+        .envs([
+            ("GEOSTREAM_TENANT", tenant.as_str()),
+            ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+            ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
+            ("GEOSTREAM_ARCHIVE__ENABLED", "true"),
+            ("GEOSTREAM_ARCHIVE__URL", archive_url.as_str()),
+            ("GEOSTREAM_ARCHIVE__FLUSH_MAX_AGE_S", "1"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(Some(child));
+    let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("geostream-{tenant}-archive")), "readiness names the archive's group: {body}");
+    // The progress object is the archive's own record of what it holds.
+    let progress = dir.path().join(&tenant).join("_progress/observations/p00000.json");
+    let mut next = 0;
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(&progress) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            next = v["next_offset"].as_i64().unwrap();
+            if next >= 50 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(next, 50, "the archive did not cover the topic");
+    let (_, metrics) = get_until(&format!("http://{metrics_listen}/metrics"), &[0]);
+    assert!(
+        metrics.lines().any(|l| l.starts_with("geostream_archive_records_total{")
+            && l.contains(r#"kind="observations""#)
+            && l.ends_with(" 50")),
+        "{metrics}"
+    );
+    let child = child.0.take().unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sink exit: {:?}\n{stderr}", out.status);
+    assert!(stderr.contains("archive stopped") && !stderr.contains("sink stopped"), "{stderr}");
+    let files = walk(&dir.path().join(&tenant).join("observations"));
+    assert!(!files.is_empty() && files.iter().all(|f| f.extension().is_some_and(|e| e == "parquet")), "{files:?}");
+
+    // `geostream api` with no search engine answers from the archive plus a live layer: ten more
+    // positions that only Kafka holds must show up beside the archived fifty.
+    let t0 = geostream_model::time::OffsetDateTime::now_utc();
+    rt.block_on(async {
+        let p: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+        for i in 50..60 {
+            let o = geostream_model::Observation::try_new(
+                geostream_model::FeedId::new("f").unwrap(),
+                Some(geostream_model::TrackId::new(format!("v{}", i % 5)).unwrap()),
+                t0 + geostream_model::time::Duration::hours(1) + geostream_model::time::Duration::seconds(i),
+                t0,
+                geostream_model::geojson::Geometry::new_point([10.0 + i as f64 * 0.01, 63.0]),
+                Default::default(),
+            )
+            .unwrap();
+            let payload = serde_json::to_vec(&o).unwrap();
+            p.send(FutureRecord::to(&topic).key("k").payload(&payload), std::time::Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+    });
+    let api_listen = format!("127.0.0.1:{}", free_port());
+    let metrics_listen = format!("127.0.0.1:{}", free_port());
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{tenant} reader-token\n")).unwrap();
+    let mut api = Command::new(env!("CARGO_BIN_EXE_geostream"));
+    api.arg("api");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GEOSTREAM_") {
+            api.env_remove(k);
+        }
+    }
+    let child = api
+        .envs([
+            ("GEOSTREAM_TENANT", tenant.as_str()),
+            ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+            ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
+            ("GEOSTREAM_API__LISTEN", api_listen.as_str()),
+            ("GEOSTREAM_API__TOKENS_FILE", tokens.to_str().unwrap()),
+            ("GEOSTREAM_ARCHIVE__URL", archive_url.as_str()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(Some(child));
+    let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request_until(
+        |h| h.get(format!("http://{api_listen}/v1/{tenant}/tracks/v0")).bearer_auth("reader-token"),
+        &[0],
+        600,
+    );
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let features = page["features"].as_array().unwrap();
+    assert_eq!(features.len(), 12, "10 archived and 2 live positions of v0: {body}");
+    let (status, body) = request_until(
+        |h| h.get(format!("http://{api_listen}/v1/{tenant}/latest")).bearer_auth("reader-token"),
+        &[0],
+        600,
+    );
+    assert_eq!(status, 200, "{body}");
+    let latest: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let latest = latest["features"].as_array().unwrap();
+    assert_eq!(latest.len(), 5, "{body}");
+    let newest = t0 + geostream_model::time::Duration::hours(1);
+    for f in latest {
+        let time = geostream_model::time::OffsetDateTime::parse(
+            f["properties"]["time"].as_str().unwrap(),
+            &geostream_model::time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        assert!(time > newest, "the latest position of each track is a live one: {f}");
+    }
+    let child = child.0.take().unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "api exit: {:?}\n{stderr}", out.status);
+    assert!(stderr.contains("answering from the archive"), "{stderr}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[test]
 fn config_check_lists_the_outputs_with_their_group() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("geostream.toml");

@@ -6,7 +6,11 @@
 use std::path::PathBuf;
 
 fn crd_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/geostream-operator/crds")
+    // At run time: a test binary built from another checkout sharing the target directory (CI's
+    // clone) must read this checkout's files, not the path baked in when it was compiled.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../charts/geostream-operator/crds")
 }
 
 #[test]
