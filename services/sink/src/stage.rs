@@ -4,9 +4,10 @@
 //! then join the consumer group. Each batch (by count, bytes or linger) becomes one bulk request;
 //! items answered 429/5xx are sent again after a jittered backoff until each is settled;
 //! records that cannot be written are produced to the dead-letter topic and awaited; only then
-//! are the batch's offsets committed. One batch in flight at a time keeps the order and the
-//! commit rule simple. A crash anywhere before the commit redelivers the batch, which the
-//! deterministic `_id`s and external versions make harmless.
+//! are the batch's offsets committed. One batch is written at a time, which keeps the order and the
+//! commit rule simple; the next batch is read from Kafka while it is written, so the engine does
+//! not wait for the consumer between requests. A crash anywhere before the commit redelivers the
+//! batch, which the deterministic `_id`s and external versions make harmless.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -227,19 +228,33 @@ impl Worker {
             .into_iter()
             .map(|k| (s.naming.topic(&s.tenant, k), k))
             .collect();
+        // Read while the previous batch was written; topped up (or started) before it is sent.
+        let mut next: Vec<OwnedMessage> = Vec::new();
         while !self.cancel.is_cancelled() {
-            let batch = self.collect().await;
-            if batch.is_empty() {
+            self.collect(&mut next, std::future::pending()).await;
+            if next.is_empty() {
                 continue;
             }
-            self.metrics.held_records.set(batch.len() as i64);
-            self.metrics.held_bytes.set(batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum::<usize>() as i64);
+            let batch = std::mem::take(&mut next);
+            self.hold(&batch, &[]);
             let started = Instant::now();
-            match self.settle(&batch, &kinds).await {
+            let written = tokio::sync::Notify::new();
+            let (settled, ()) = tokio::join!(
+                async {
+                    let r = self.settle(&batch, &kinds).await;
+                    written.notify_one();
+                    r
+                },
+                async {
+                    self.collect(&mut next, written.notified()).await;
+                    self.hold(&batch, &next);
+                }
+            );
+            match settled {
                 Ok(()) => {}
                 Err(Cancelled) => {
                     tracing::info!(
-                        records = batch.len(),
+                        records = batch.len() + next.len(),
                         "sink stopping with a batch unsettled; it is redelivered on the next start"
                     );
                     break;
@@ -248,8 +263,7 @@ impl Worker {
             if self.commit(&batch).await.is_err() {
                 break;
             }
-            self.metrics.held_records.set(0);
-            self.metrics.held_bytes.set(0);
+            self.hold(&next, &[]);
             self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
             self.metrics.batch_records.set(batch.len() as i64);
             self.batches.fetch_add(1, Ordering::Relaxed);
@@ -295,12 +309,23 @@ impl Worker {
         Ok(engine)
     }
 
-    /// Waits for a first record, then takes more until the batch is full or the linger ends.
-    async fn collect(&self) -> Vec<OwnedMessage> {
+    /// The records read from Kafka and not yet committed.
+    fn hold(&self, a: &[OwnedMessage], b: &[OwnedMessage]) {
+        let all = || a.iter().chain(b);
+        self.metrics.held_records.set(all().count() as i64);
+        self.metrics.held_bytes.set(all().map(|m| m.payload().map_or(0, <[u8]>::len)).sum::<usize>() as i64);
+    }
+
+    /// Adds records to `batch` (waiting for a first one if it is empty) until it is full (records
+    /// or bytes), `linger` passed since this call found it non-empty, `stop` completes, or the
+    /// stage stops.
+    async fn collect(&self, batch: &mut Vec<OwnedMessage>, stop: impl std::future::Future<Output = ()>) {
         let s = &self.settings;
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
-        let mut deadline: Option<tokio::time::Instant> = None;
+        let before = batch.len();
+        let mut bytes: usize = batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum();
+        let mut deadline: Option<tokio::time::Instant> =
+            (!batch.is_empty()).then(|| tokio::time::Instant::now() + s.linger);
+        tokio::pin!(stop);
         while batch.len() < s.batch_max_records && bytes < s.batch_max_bytes {
             let linger = async {
                 match deadline {
@@ -310,6 +335,7 @@ impl Worker {
             };
             tokio::select! {
                 () = self.cancel.cancelled() => break,
+                () = &mut stop => break,
                 () = linger => break,
                 m = self.consumer.recv() => match m {
                     Ok(m) => {
@@ -329,8 +355,7 @@ impl Worker {
                 }
             }
         }
-        self.metrics.records.inc_by(batch.len() as u64);
-        batch
+        self.metrics.records.inc_by((batch.len() - before) as u64);
     }
 
     /// Writes the batch until every record is delivered or dead-lettered.
