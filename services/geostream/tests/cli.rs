@@ -1107,3 +1107,114 @@ fn analytics_and_fences_apply_is_declarative_on_kafka() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&geostream(&["analytics", "list"], &env)).contains("no analytics registered"));
 }
+
+/// Every secret the configuration can hold, as distinctive values a log line could not contain
+/// by accident.
+const SECRETS: [&str; 5] =
+    ["es-pass-7f3a91", "s3-secret-9b1c44", "tok-read-4d2e07", "tok-admin-8a7f52", "kafka-pass-3c5d18"];
+
+/// Stops a child with SIGTERM and returns everything it wrote.
+fn terminate(child: &mut KillOnDrop) -> String {
+    let child = child.0.take().unwrap();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for s in SECRETS {
+        assert!(!text.contains(s), "{what} printed the secret {s:?}:\n{text}");
+    }
+}
+
+#[test]
+fn secrets_never_reach_the_output_or_the_logs_even_at_trace_level() {
+    let Some(bootstrap) = kafka("secrets in logs") else { return };
+    let Some(es) = geostream_tests::service("ELASTICSEARCH_URL", "secrets in logs") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let tenant = format!("clisecret{:x}", nanos & 0xffff_ffff);
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{tenant} {}\n", SECRETS[2])).unwrap();
+    let admin = dir.path().join("admin");
+    std::fs::write(&admin, SECRETS[3]).unwrap();
+    let config = dir.path().join("g.toml");
+    // Trace level everywhere: HTTP clients, servers and Kafka log what they do at their finest.
+    std::fs::write(
+        &config,
+        format!(
+            "tenant = \"{tenant}\"\n[log]\nlevel = \"trace\"\n\
+             [kafka]\nbootstrap = \"{bootstrap}\"\n[kafka.properties]\n\"sasl.password\" = \"{}\"\n\
+             [elasticsearch]\nurl = \"{es}\"\nusername = \"elastic\"\npassword = \"{}\"\n\
+             [archive]\nenabled = true\nurl = \"s3://bucket/geo\"\n\
+             [archive.s3]\nendpoint = \"http://127.0.0.1:1\"\nallow_http = true\npath_style = true\n\
+             access_key_id = \"key\"\nsecret_access_key = \"{}\"\n\
+             [api]\ntokens_file = \"{}\"\nadmin_token_file = \"{}\"\n",
+            SECRETS[4],
+            SECRETS[0],
+            SECRETS[1],
+            tokens.display(),
+            admin.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    // What the CLI prints about its configuration.
+    for args in [&["config", "print"][..], &["config", "check"]] {
+        let mut all = vec!["--config", config];
+        all.extend(args);
+        let out = geostream(&all, &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert_no_secret(&format!("geostream {args:?}"), &text);
+        if args[1] == "print" {
+            assert!(text.matches("<redacted>").count() >= 3, "{text}");
+        }
+    }
+
+    // The sink (search engine and archive with their credentials), running until it wrote.
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let spawn = |sub: &str, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_geostream"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("GEOSTREAM_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(["--config", config, sub])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        KillOnDrop(Some(cmd.spawn().unwrap()))
+    };
+    let mut sink = spawn("sink", &[("GEOSTREAM_TELEMETRY__LISTEN", metrics.as_str())]);
+    let (status, body) = get_until(&format!("http://{metrics}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    let logs = terminate(&mut sink);
+    assert!(logs.contains("TRACE") && logs.contains("index templates installed"), "{logs}");
+    // The check can fail: the same run's logs do show what is not secret.
+    assert!(logs.contains(&tenant) && logs.contains("127.0.0.1"), "{logs}");
+    eprintln!("geostream sink wrote {} log lines", logs.lines().count());
+    assert_no_secret("geostream sink", &logs);
+
+    // The API, with requests carrying the right, a wrong and the admin token.
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut api =
+        spawn("api", &[("GEOSTREAM_TELEMETRY__LISTEN", metrics.as_str()), ("GEOSTREAM_API__LISTEN", listen.as_str())]);
+    let (status, body) = get_until(&format!("http://{metrics}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    let latest = format!("http://{listen}/v1/{tenant}/latest");
+    let (status, _) = request_until(|h| h.get(&latest).bearer_auth(SECRETS[2]), &[0], 300);
+    assert_eq!(status, 200);
+    let (status, _) = request_until(|h| h.get(&latest).bearer_auth(format!("{}x", SECRETS[3])), &[0], 300);
+    assert_eq!(status, 401);
+    let (status, _) =
+        request_until(|h| h.get(format!("http://{listen}/v1/{tenant}/fences")).bearer_auth(SECRETS[3]), &[0], 300);
+    assert_eq!(status, 200);
+    let logs = terminate(&mut api);
+    assert!(logs.contains("TRACE") && logs.contains(&tenant), "{logs}");
+    eprintln!("geostream api wrote {} log lines", logs.lines().count());
+    assert_no_secret("geostream api", &logs);
+}
