@@ -124,12 +124,14 @@ for row in "${rows[@]}"; do
   if [ "$status" -ne 0 ]; then
     failed+=("$target")
     summary+=("$line  CRASHED")
-    echo "fuzz.sh: $target FAILED (exit $status); the end of $log:" >&2
-    grep -v '^#[0-9]' "$log" | tail -40 >&2
+    echo "fuzz.sh: $target FAILED (exit $status); from $log:" >&2
+    # The panic message first: the backtrace after it is long and the same for every target.
+    grep -A 3 -m 1 "panicked at" "$log" | cut -c 1-2000 >&2 || true
+    grep -v '^#[0-9]' "$log" | grep -v '^ \{2,\}' | tail -15 >&2
     artifact="$(grep -Eo '(Test unit|artifact) written to [^ ]+' "$log" | awk '{print $NF}' | tail -1)"
     if [ -n "$artifact" ]; then
       echo "fuzz.sh: crash input: $artifact" >&2
-      echo "fuzz.sh: replay it:   (cd $crate && cargo +nightly fuzz run -O -a -s $sanitizer $target $artifact)" >&2
+      echo "fuzz.sh: replay it:   CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo +nightly fuzz run --fuzz-dir $crate -O -a -s $sanitizer $target $artifact" >&2
       echo "fuzz.sh:          or: $bins/$target $artifact" >&2
     fi
   else
