@@ -43,7 +43,7 @@ esri_json  services/codecs/fuzz    65536  services/codecs/tests/data/esri
 cot        services/codecs/fuzz    65536  services/codecs/tests/data/cot
 feed       services/codecs/fuzz    16384  feeds
 mapping    services/codecs/fuzz    16384  services/codecs/fuzz/seeds/mapping
-fence      services/analytics/fuzz 131072 services/analytics/fuzz/seeds/fence services/analytics/tests/data
+fence      services/analytics/fuzz 16384  services/analytics/fuzz/seeds/fence
 analytic   services/analytics/fuzz 8192   services/analytics/fuzz/seeds/analytic
 "
 
