@@ -61,6 +61,7 @@ timed "dashboard (scripts/dashboard.sh)" ./scripts/dashboard.sh
 timed "cargo fmt --check" cargo fmt --all -- --check
 timed "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 timed "cargo test" cargo test --workspace --locked
+timed "fuzz (scripts/fuzz.sh)" ./scripts/fuzz.sh
 
 step "timings"
 printf '  %s\n' "${timings[@]}" >&2

@@ -107,10 +107,13 @@ impl CellSpec {
                 let mut parts = cell.strip_prefix("grid:")?.rsplitn(3, ':');
                 let col: i64 = parts.next()?.parse().ok()?;
                 let row: i64 = parts.next()?.parse().ok()?;
-                let lat0 = row as f64 * size_m / M_PER_DEG;
-                let lat1 = (row + 1) as f64 * size_m / M_PER_DEG;
+                // Rows and columns run on past the antimeridian and the poles; the cells there are
+                // cut at them so the outline stays valid WGS84 (found by fuzzing).
+                let lat0 = (row as f64 * size_m / M_PER_DEG).clamp(-90.0, 90.0);
+                let lat1 = ((row + 1) as f64 * size_m / M_PER_DEG).clamp(-90.0, 90.0);
                 let deg_lon = size_m / (M_PER_DEG * row_scale(size_m, row));
-                let (lon0, lon1) = (col as f64 * deg_lon, (col + 1) as f64 * deg_lon);
+                let lon0 = (col as f64 * deg_lon).clamp(-180.0, 180.0);
+                let lon1 = ((col + 1) as f64 * deg_lon).clamp(-180.0, 180.0);
                 Some(vec![[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]])
             }
         }
@@ -388,6 +391,27 @@ mod tests {
         let west = Haversine.distance(Point::new(ring[0][0], ring[0][1]), Point::new(ring[3][0], ring[3][1]));
         assert!((south - 1000.0).abs() < 20.0, "{south}");
         assert!((west - 1000.0).abs() < 20.0, "{west}");
+    }
+
+    #[test]
+    fn grid_cells_at_the_antimeridian_and_the_poles_are_cut_there() {
+        // From fuzzing (services/analytics/fuzz, target `analytic`): a 183 m grid cell of a point
+        // at 179.999 reached 180.00016 and its bin aggregate failed validation.
+        let in_range =
+            |ring: &[[f64; 2]]| ring.iter().all(|p| (-180.0..=180.0).contains(&p[0]) && (-90.0..=90.0).contains(&p[1]));
+        for (size_m, lon, lat) in [
+            (183.0, 179.999, -33.87),
+            (183.0, -179.999, -33.87),
+            (5000.0, 180.0, 0.5),
+            (100_000.0, 10.0, 89.9),
+            (100_000.0, -10.0, -89.9),
+        ] {
+            let spec = CellSpec::Grid { size_m };
+            let cell = spec.cell(lon, lat).unwrap();
+            let ring = spec.outline(&cell).unwrap();
+            assert!(in_range(&ring), "{size_m} m cell of ({lon}, {lat}): {ring:?}");
+            assert_eq!(ring.first(), ring.last());
+        }
     }
 
     #[test]

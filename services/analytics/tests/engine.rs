@@ -402,3 +402,29 @@ fn fences_can_be_swapped_for_join_analytics_too() {
     let list = joined(e.observe(&obs("f", "a", 2, 0.5, 0.5)));
     assert_eq!((list[0]["id"].clone(), list[0]["version"].clone()), (Value::from("f1"), Value::from(2)));
 }
+
+/// From fuzzing (services/analytics/fuzz, target `analytic`; the crash input was this list in YAML
+/// with a second, disabled spec): a grid bin of a track at 179.999° E had an outline reaching past
+/// 180°, so its aggregate failed validation.
+#[test]
+fn grid_bins_beside_the_antimeridian_give_valid_aggregates() {
+    let specs = specs(
+        r#"[{"id": "grid-hopping", "feeds": ["ais"], "analytic": {"kind": "bins", "cells": {"kind": "grid",
+            "size_m": 183}, "window_s": 600, "hop_s": 60, "allowed_lateness_s": 120, "properties": ["sog_mps"]}}]"#,
+    );
+    let mut e = build(&specs, Arc::new(FenceIndex::build(&[]).expect("no fences")), None);
+    let mut out = Vec::new();
+    for (s, lon) in [(0, 179.999), (10, -179.999), (20, 180.0), (30, -180.0)] {
+        let mut o = obs("ais", "vessel-b", 1_700_009_000 + s, lon, -33.87);
+        o.attributes.insert("sog_mps".into(), Value::from(1.0));
+        o.refresh_id();
+        out.extend(e.observe(&o));
+    }
+    out.extend(e.finish());
+    let aggregates: Vec<&Aggregate> =
+        out.iter().filter_map(|o| if let Output::Aggregate(a) = o { Some(a.as_ref()) } else { None }).collect();
+    assert!(!aggregates.is_empty());
+    for a in aggregates {
+        a.validate().unwrap_or_else(|err| panic!("{err}: {a:?}"));
+    }
+}

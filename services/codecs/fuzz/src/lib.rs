@@ -1,6 +1,10 @@
 //! What every fuzz target checks: a codec built through `geostream_codecs::registry::build`, as
 //! ingest builds it, never panics on any input in either framing, every observation it gives
 //! passes `validate()` and survives a JSON round trip, and every rejection explains itself.
+//! [`feed`] and [`mapping`] hold the checks of the feed definition and mapping targets.
+
+pub mod feed;
+pub mod mapping;
 
 use geostream_codecs::registry::{CodecOptions, build};
 use geostream_codecs::{Codec, Context, Outcome, decode_all};
@@ -14,7 +18,8 @@ pub fn codec(format: Format, mapping: &str, opts: &CodecOptions) -> Box<dyn Code
     build(format, &mapping, opts).unwrap_or_else(|e| panic!("fuzz codec: {e}"))
 }
 
-fn context() -> Context {
+/// The context every target decodes in.
+pub fn context() -> Context {
     // A fixed receive time keeps runs reproducible (2023-11-14T22:13:20Z).
     let received = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let mut ctx = Context::new(FeedId::new("fuzz").unwrap_or_else(|e| panic!("{e}")), received);
