@@ -12,6 +12,11 @@ use crate::wgs84::check_position;
 /// Largest circle radius: half the Earth's circumference; anything larger covers the globe.
 pub const MAX_RADIUS_M: f64 = 20_037_508.0;
 
+/// Most positions in one fence's rings, all polygons together. Every processor holds every fence
+/// and tests observations against its edges; a million positions is far beyond port limits or
+/// detailed country borders and still small enough for that.
+pub const MAX_FENCE_POSITIONS: usize = 1_000_000;
+
 /// The area of a fence: a GeoJSON Polygon or MultiPolygon, or a circle.
 ///
 /// On the wire it is the GeoJSON geometry object itself, or
@@ -120,6 +125,22 @@ impl FenceSpec {
             location,
             problem,
         };
+        if let FenceShape::Geometry(g) = &self.geometry {
+            let positions: usize = match &g.value {
+                GeometryValue::Polygon { coordinates } => coordinates.iter().map(Vec::len).sum(),
+                GeometryValue::MultiPolygon { coordinates } => coordinates.iter().flatten().map(Vec::len).sum(),
+                _ => 0,
+            };
+            if positions > MAX_FENCE_POSITIONS {
+                return Err(geo_err(
+                    String::new(),
+                    format!(
+                        "has {positions} positions, the limit is {MAX_FENCE_POSITIONS}; simplify it (e.g. \
+                         `ogr2ogr -simplify`) or split it into several fences"
+                    ),
+                ));
+            }
+        }
         match &self.geometry {
             FenceShape::Circle { center, radius_m } => {
                 check_position(&Position::from(*center)).map_err(|p| geo_err(" center".into(), p))?;

@@ -54,6 +54,10 @@ impl Observation {
     /// Property names the record itself uses; attributes must not use them.
     pub const RESERVED_PROPERTIES: &'static [&'static str] = &["feed", "track", "time", "received"];
 
+    /// Most attributes of one observation (top-level keys). Real feeds map a few dozen; a record
+    /// with hundreds is a mapping that copies a whole document, which would bloat every index.
+    pub const MAX_ATTRIBUTES: usize = 256;
+
     /// Builds an observation and computes its id. Times are converted to UTC. Does not validate;
     /// see [`Observation::try_new`].
     pub fn new(
@@ -143,6 +147,18 @@ impl Observation {
         }
         if let Some(key) = reserved_clash(&self.attributes, Self::RESERVED_PROPERTIES) {
             return Err(clash_error(subject(), key, Self::RESERVED_PROPERTIES));
+        }
+        if self.attributes.len() > Self::MAX_ATTRIBUTES {
+            return Err(ModelError::InvalidField {
+                subject: subject(),
+                field: "properties".into(),
+                problem: format!(
+                    "has {} attributes, the limit is {}; map only the fields you need (each becomes a \
+                     field of the search engine's mapping)",
+                    self.attributes.len(),
+                    Self::MAX_ATTRIBUTES
+                ),
+            });
         }
         Ok(())
     }

@@ -198,6 +198,18 @@ fn validate_reports_what_and_where() {
     assert!(m.contains("field `attributes.time` uses a reserved property name"), "{m}");
     assert!(serde_json::to_string(&o).is_err());
 
+    // The attribute limit: at it is fine, one more is refused with the count and the limit.
+    let mut o = base.clone();
+    for i in o.attributes.len()..Observation::MAX_ATTRIBUTES {
+        o.attributes.insert(format!("a{i}"), json!(i));
+    }
+    o.refresh_id();
+    o.validate().unwrap();
+    o.attributes.insert("one_more".into(), json!(true));
+    o.refresh_id();
+    let m = o.validate().unwrap_err().to_string();
+    assert!(m.contains("field `properties` has 257 attributes, the limit is 256"), "{m}");
+
     let mut o = base.clone();
     o.time = time::macros::datetime!(-0001-01-01 00:00 UTC);
     o.refresh_id();

@@ -224,6 +224,27 @@ fn fence_err(geometry: Value) -> String {
 }
 
 #[test]
+fn fence_position_limit_is_enforced_with_the_count() {
+    let ring = |n: usize| {
+        // A closed ring of n positions on a small circle.
+        let mut r: Vec<[f64; 2]> = (0..n - 1)
+            .map(|i| {
+                let a = i as f64 / (n - 1) as f64 * std::f64::consts::TAU;
+                [10.0 + 0.1 * a.cos(), 63.0 + 0.1 * a.sin()]
+            })
+            .collect();
+        r.push(r[0]);
+        r
+    };
+    let at_limit = json!({"type": "Polygon", "coordinates": [ring(geostream_model::MAX_FENCE_POSITIONS)]});
+    let mut v = fence_json();
+    v["geometry"] = at_limit;
+    serde_json::from_value::<FenceSpec>(v).unwrap().validate().unwrap();
+    let m = fence_err(json!({"type": "MultiPolygon", "coordinates": [[ring(600_000)], [ring(400_001)]]}));
+    assert!(m.contains("has 1000001 positions, the limit is 1000000"), "{m}");
+}
+
+#[test]
 fn fence_spec_shapes_round_trip() {
     let spec: FenceSpec = serde_json::from_value(fence_json()).unwrap();
     spec.validate().unwrap();
