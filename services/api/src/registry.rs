@@ -39,7 +39,7 @@ impl Spec for FeedSpec {
         self.version = v;
     }
     fn check(&self) -> Result<(), String> {
-        self.validate().map_err(|e| e.to_string())
+        geostream_ingest::pipeline::check_feed(self)
     }
 }
 

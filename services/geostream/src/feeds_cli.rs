@@ -232,6 +232,10 @@ pub fn build_spec(args: &RegisterArgs) -> Result<FeedSpec, FeedsError> {
             .into(),
     })?;
     spec.validate().map_err(|e| invalid(&e))?;
+    geostream_ingest::pipeline::check_feed(&spec).map_err(|problem| FeedsError::Invalid {
+        problem,
+        fix: "fix the mapping (try it on a sample with `geostream decode --feed <file>`)".into(),
+    })?;
     Ok(spec)
 }
 

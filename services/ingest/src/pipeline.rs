@@ -166,6 +166,17 @@ impl std::fmt::Debug for FeedPipeline {
     }
 }
 
+/// Everything registration can check about a feed without running it: the spec's own rules and
+/// that its codec builds (mapping paths, units, CRS, time formats, format options). Registering
+/// through the CLI, the API or a SensorFeed all call this, so a bad mapping is refused where it
+/// is written instead of failing later when ingest starts the feed.
+pub fn check_feed(spec: &FeedSpec) -> Result<(), String> {
+    spec.validate().map_err(|e| e.to_string())?;
+    registry::build(spec.format, &spec.mapping, &spec.options)
+        .map(drop)
+        .map_err(|e| format!("feed {:?}: {e}", spec.id.as_str()))
+}
+
 impl FeedPipeline {
     /// Builds the codec the spec asks for.
     pub fn new(spec: &FeedSpec) -> Result<Self, BuildError> {
@@ -396,6 +407,23 @@ mod tests {
     }
 
     const POINT: &str = r#"{"type":"Feature","id":"a","geometry":{"type":"Point","coordinates":[10.5,50.25]},"properties":{"time":"2024-05-01T12:00:00Z","track":"v1"}}"#;
+
+    #[test]
+    fn registration_checks_what_the_codec_needs_beyond_the_spec_rules() {
+        let good = spec(Format::Geojson, push_spec());
+        check_feed(&good).unwrap();
+        // A unit the spec's own rules accept (a non-empty name) but no codec knows.
+        let mut bad = good.clone();
+        bad.mapping.attributes.insert("speed".into(), "properties.speed".into());
+        bad.mapping.units.insert("speed".into(), "furlongs_per_fortnight".into());
+        bad.validate().unwrap();
+        let m = check_feed(&bad).unwrap_err();
+        assert!(m.contains("feed \"f1\"") && m.contains("furlongs_per_fortnight"), "{m}");
+        // The spec's own rules still come first.
+        let mut bad = good;
+        bad.mapping.units.insert(String::new(), "knots".into());
+        assert!(check_feed(&bad).unwrap_err().contains("mapping.units"));
+    }
 
     #[test]
     fn envelope_round_trips_and_refuses_garbage() {

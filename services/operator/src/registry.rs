@@ -75,7 +75,7 @@ pub fn desired_feed(name: &str, spec: &SensorFeedSpec, catalog: &Catalog) -> Res
     obj.insert("enabled".into(), Value::Bool(spec.enabled));
     obj.insert("version".into(), Value::from(0));
     let feed: FeedSpec = serde_json::from_value(value).map_err(|e| format!("spec.overrides: {e}"))?;
-    feed.validate().map_err(|e| e.to_string())?;
+    geostream_ingest::pipeline::check_feed(&feed)?;
     Ok(feed)
 }
 
