@@ -287,6 +287,32 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts the binary with a clean configuration environment plus `env`; stderr is kept for the
+/// test, stdout dropped.
+fn start(args: &[&str], env: &[(&str, &str)]) -> KillOnDrop {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_geostream"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GEOSTREAM_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    KillOnDrop(Some(child))
+}
+
+/// Stops a started child with SIGTERM (as Kubernetes does) and returns what it wrote.
+fn sigterm(child: &mut KillOnDrop) -> Output {
+    let child = child.0.take().unwrap();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    child.wait_with_output().unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -382,20 +408,7 @@ fn feeds_cli_and_the_ingest_process_work_together_on_kafka() {
         "{table}"
     );
 
-    let mut ingest = Command::new(env!("CARGO_BIN_EXE_geostream"));
-    ingest.arg("ingest");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GEOSTREAM_") {
-            ingest.env_remove(k);
-        }
-    }
-    let child = ingest
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(Some(child));
+    let mut child = start(&["ingest"], &env);
 
     let url = format!("http://{push_listen}/v1/push/{tenant}/gps");
     let nmea = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A\n$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\n";
@@ -419,10 +432,7 @@ fn feeds_cli_and_the_ingest_process_work_together_on_kafka() {
     assert!(stderr(&gone).contains("not registered"), "{}", stderr(&gone));
 
     // SIGTERM: a clean stop with exit status 0.
-    let child = child.0.take().unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let out = sigterm(&mut child);
     assert!(out.status.success(), "ingest exit: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ingest stopped"));
 }
@@ -438,26 +448,16 @@ fn the_sink_process_installs_templates_becomes_ready_and_stops_on_sigterm() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tenant = format!("clisink{:x}", nanos & 0xffff_ffff);
     let metrics_listen = format!("127.0.0.1:{}", free_port());
-    let mut sink = Command::new(env!("CARGO_BIN_EXE_geostream"));
-    sink.arg("sink");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GEOSTREAM_") {
-            sink.env_remove(k);
-        }
-    }
-    let child = sink
-        .envs([
+    let mut child = start(
+        &["sink"],
+        &[
             ("GEOSTREAM_TENANT", tenant.as_str()),
             ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
             ("GEOSTREAM_ELASTICSEARCH__URL", es.as_str()),
             ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
             ("GEOSTREAM_SINK__LINGER_MS", "10"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(Some(child));
+        ],
+    );
     // Refused until telemetry listens, 503 until the templates are installed.
     let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
     assert_eq!(status, 200, "{body}");
@@ -468,10 +468,7 @@ fn the_sink_process_installs_templates_becomes_ready_and_stops_on_sigterm() {
     let (_, metrics) = get_until(&format!("http://{metrics_listen}/metrics"), &[0]);
     assert!(metrics.contains("geostream_sink_templates_installed{"), "{metrics}");
 
-    let child = child.0.take().unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let out = sigterm(&mut child);
     assert!(out.status.success(), "sink exit: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -500,26 +497,16 @@ fn the_sink_process_runs_configured_outputs_beside_the_sink_and_stops_both_on_si
         ),
     )
     .unwrap();
-    let mut sink = Command::new(env!("CARGO_BIN_EXE_geostream"));
-    sink.args(["--config", config.to_str().unwrap(), "sink"]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GEOSTREAM_") {
-            sink.env_remove(k);
-        }
-    }
-    let child = sink
-        .envs([
+    let mut child = start(
+        &["--config", config.to_str().unwrap(), "sink"],
+        &[
             ("GEOSTREAM_TENANT", tenant.as_str()),
             ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
             ("GEOSTREAM_ELASTICSEARCH__URL", es.as_str()),
             ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
             ("GEOSTREAM_SECRET_OPS_KEY", "k3y"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(Some(child));
+        ],
+    );
     let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("geostream-{tenant}-outputs")), "readiness names the outputs' group: {body}");
@@ -529,10 +516,7 @@ fn the_sink_process_runs_configured_outputs_beside_the_sink_and_stops_both_on_si
         "{metrics}"
     );
 
-    let child = child.0.take().unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let out = sigterm(&mut child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "sink exit: {:?}\n{stderr}", out.status);
     assert!(stderr.contains("outputs stopped") && stderr.contains("sink stopped"), "{stderr}");
@@ -581,27 +565,17 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
         }
     });
     let archive_url = format!("file://{}", dir.path().display());
-    let mut sink = Command::new(env!("CARGO_BIN_EXE_geostream"));
-    sink.arg("sink");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GEOSTREAM_") {
-            sink.env_remove(k);
-        }
-    }
-    let child = sink
-        .envs([
+    let mut child = start(
+        &["sink"],
+        &[
             ("GEOSTREAM_TENANT", tenant.as_str()),
             ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
             ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
             ("GEOSTREAM_ARCHIVE__ENABLED", "true"),
             ("GEOSTREAM_ARCHIVE__URL", archive_url.as_str()),
             ("GEOSTREAM_ARCHIVE__FLUSH_MAX_AGE_S", "1"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(Some(child));
+        ],
+    );
     let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("geostream-{tenant}-archive")), "readiness names the archive's group: {body}");
@@ -626,10 +600,7 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
             && l.ends_with(" 50")),
         "{metrics}"
     );
-    let child = child.0.take().unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let out = sigterm(&mut child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "sink exit: {:?}\n{stderr}", out.status);
     assert!(stderr.contains("archive stopped") && !stderr.contains("sink stopped"), "{stderr}");
@@ -661,27 +632,17 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
     let metrics_listen = format!("127.0.0.1:{}", free_port());
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("{tenant} reader-token\n")).unwrap();
-    let mut api = Command::new(env!("CARGO_BIN_EXE_geostream"));
-    api.arg("api");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GEOSTREAM_") {
-            api.env_remove(k);
-        }
-    }
-    let child = api
-        .envs([
+    let mut child = start(
+        &["api"],
+        &[
             ("GEOSTREAM_TENANT", tenant.as_str()),
             ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
             ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
             ("GEOSTREAM_API__LISTEN", api_listen.as_str()),
             ("GEOSTREAM_API__TOKENS_FILE", tokens.to_str().unwrap()),
             ("GEOSTREAM_ARCHIVE__URL", archive_url.as_str()),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(Some(child));
+        ],
+    );
     let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
     assert_eq!(status, 200, "{body}");
     let (status, body) = request_until(
@@ -711,10 +672,7 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
         .unwrap();
         assert!(time > newest, "the latest position of each track is a live one: {f}");
     }
-    let child = child.0.take().unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let out = sigterm(&mut child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "api exit: {:?}\n{stderr}", out.status);
     assert!(stderr.contains("answering from the archive"), "{stderr}");
@@ -1014,15 +972,9 @@ fn the_api_process_reads_its_tokens_file_answers_and_stops_on_sigterm() {
     std::fs::write(&admin, "t-admin\n").unwrap();
     let metrics_listen = format!("127.0.0.1:{}", free_port());
     let api_listen = format!("127.0.0.1:{}", free_port());
-    let mut api = Command::new(env!("CARGO_BIN_EXE_geostream"));
-    api.arg("api");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GEOSTREAM_") {
-            api.env_remove(k);
-        }
-    }
-    let child = api
-        .envs([
+    let mut child = start(
+        &["api"],
+        &[
             ("GEOSTREAM_TENANT", "acme"),
             ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
             ("GEOSTREAM_ELASTICSEARCH__URL", es.as_str()),
@@ -1030,12 +982,8 @@ fn the_api_process_reads_its_tokens_file_answers_and_stops_on_sigterm() {
             ("GEOSTREAM_API__LISTEN", api_listen.as_str()),
             ("GEOSTREAM_API__TOKENS_FILE", tokens.to_str().unwrap()),
             ("GEOSTREAM_API__ADMIN_TOKEN_FILE", admin.to_str().unwrap()),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(Some(child));
+        ],
+    );
     let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
     assert_eq!(status, 200, "{body}");
     let url = format!("http://{api_listen}/ogc/acme/conformance");
@@ -1048,10 +996,7 @@ fn the_api_process_reads_its_tokens_file_answers_and_stops_on_sigterm() {
     let (status, _) = request_until(|h| h.get(&url), &[0], 100);
     assert_eq!(status, 401);
 
-    let child = child.0.take().unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let out = sigterm(&mut child);
     assert!(out.status.success(), "api exit: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("api stopped"));
 }
@@ -1115,9 +1060,7 @@ const SECRETS: [&str; 5] =
 
 /// Stops a child with SIGTERM and returns everything it wrote.
 fn terminate(child: &mut KillOnDrop) -> String {
-    let child = child.0.take().unwrap();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let out = sigterm(child);
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
@@ -1175,19 +1118,8 @@ fn secrets_never_reach_the_output_or_the_logs_even_at_trace_level() {
 
     // The sink (search engine and archive with their credentials), running until it wrote.
     let metrics = format!("127.0.0.1:{}", free_port());
-    let spawn = |sub: &str, env: &[(&str, &str)]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_geostream"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("GEOSTREAM_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.args(["--config", config, sub])
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        KillOnDrop(Some(cmd.spawn().unwrap()))
-    };
+    // Logs go to stderr, which `start` keeps.
+    let spawn = |sub: &str, env: &[(&str, &str)]| start(&["--config", config, sub], env);
     let mut sink = spawn("sink", &[("GEOSTREAM_TELEMETRY__LISTEN", metrics.as_str())]);
     let (status, body) = get_until(&format!("http://{metrics}/readyz"), &[0, 503]);
     assert_eq!(status, 200, "{body}");
