@@ -531,7 +531,6 @@ fn the_sink_process_runs_configured_outputs_beside_the_sink_and_stops_both_on_si
 
 #[test]
 fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_archive_and_kafka() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     let Some(bootstrap) = kafka("archive-only sink process") else { return };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tenant = format!("cliarchive{:x}", nanos & 0xffff_ffff);
@@ -546,23 +545,8 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
         for r in admin.create_topics(&[t], &rdkafka::admin::AdminOptions::new()).await.unwrap() {
             r.unwrap();
         }
-        let p: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
         let t0 = geostream_model::time::OffsetDateTime::now_utc();
-        for i in 0..50 {
-            let o = geostream_model::Observation::try_new(
-                geostream_model::FeedId::new("f").unwrap(),
-                Some(geostream_model::TrackId::new(format!("v{}", i % 5)).unwrap()),
-                t0 + geostream_model::time::Duration::seconds(i),
-                t0,
-                geostream_model::geojson::Geometry::new_point([10.0 + i as f64 * 0.01, 63.0]),
-                Default::default(),
-            )
-            .unwrap();
-            let payload = serde_json::to_vec(&o).unwrap();
-            p.send(FutureRecord::to(&topic).key("k").payload(&payload), std::time::Duration::from_secs(30))
-                .await
-                .unwrap();
-        }
+        produce_positions(&bootstrap, &topic, 0..50, t0).await;
     });
     let archive_url = format!("file://{}", dir.path().display());
     let mut child = start(
@@ -610,24 +594,7 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
     // `geostream api` with no search engine answers from the archive plus a live layer: ten more
     // positions that only Kafka holds must show up beside the archived fifty.
     let t0 = geostream_model::time::OffsetDateTime::now_utc();
-    rt.block_on(async {
-        let p: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
-        for i in 50..60 {
-            let o = geostream_model::Observation::try_new(
-                geostream_model::FeedId::new("f").unwrap(),
-                Some(geostream_model::TrackId::new(format!("v{}", i % 5)).unwrap()),
-                t0 + geostream_model::time::Duration::hours(1) + geostream_model::time::Duration::seconds(i),
-                t0,
-                geostream_model::geojson::Geometry::new_point([10.0 + i as f64 * 0.01, 63.0]),
-                Default::default(),
-            )
-            .unwrap();
-            let payload = serde_json::to_vec(&o).unwrap();
-            p.send(FutureRecord::to(&topic).key("k").payload(&payload), std::time::Duration::from_secs(30))
-                .await
-                .unwrap();
-        }
-    });
+    rt.block_on(produce_positions(&bootstrap, &topic, 50..60, t0 + geostream_model::time::Duration::hours(1)));
     let api_listen = format!("127.0.0.1:{}", free_port());
     let metrics_listen = format!("127.0.0.1:{}", free_port());
     let tokens = dir.path().join("tokens");
@@ -676,6 +643,30 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "api exit: {:?}\n{stderr}", out.status);
     assert!(stderr.contains("answering from the archive"), "{stderr}");
+}
+
+/// Positions `n` of five tracks `v0`..`v4`, one second apart from `t0`, into `topic`.
+async fn produce_positions(
+    bootstrap: &str,
+    topic: &str,
+    n: std::ops::Range<i64>,
+    t0: geostream_model::time::OffsetDateTime,
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let p: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    for i in n {
+        let o = geostream_model::Observation::try_new(
+            geostream_model::FeedId::new("f").unwrap(),
+            Some(geostream_model::TrackId::new(format!("v{}", i % 5)).unwrap()),
+            t0 + geostream_model::time::Duration::seconds(i),
+            geostream_model::time::OffsetDateTime::now_utc(),
+            geostream_model::geojson::Geometry::new_point([10.0 + i as f64 * 0.01, 63.0]),
+            Default::default(),
+        )
+        .unwrap();
+        let payload = serde_json::to_vec(&o).unwrap();
+        p.send(FutureRecord::to(topic).key("k").payload(&payload), std::time::Duration::from_secs(30)).await.unwrap();
+    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
