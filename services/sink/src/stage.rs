@@ -228,26 +228,37 @@ impl Worker {
             .into_iter()
             .map(|k| (s.naming.topic(&s.tenant, k), k))
             .collect();
-        // Read while the previous batch was written; topped up (or started) before it is sent.
+        // The next batch is read, and when it fills up also decoded into bulk items, while the
+        // current one is written; a partial one is topped up and decoded before it is sent.
         let mut next: Vec<OwnedMessage> = Vec::new();
+        let mut prepared: Option<BatchState> = None;
         while !self.cancel.is_cancelled() {
-            self.collect(&mut next, std::future::pending()).await;
-            if next.is_empty() {
-                continue;
-            }
+            let state = match prepared.take() {
+                Some(state) => state,
+                None => {
+                    self.collect(&mut next, std::future::pending()).await;
+                    if next.is_empty() {
+                        continue;
+                    }
+                    self.prepare(&next, &kinds)
+                }
+            };
             let batch = std::mem::take(&mut next);
             self.hold(&batch, &[]);
             let started = Instant::now();
             let written = tokio::sync::Notify::new();
             let (settled, ()) = tokio::join!(
                 async {
-                    let r = self.settle(&batch, &kinds).await;
+                    let r = self.settle(&batch, state).await;
                     written.notify_one();
                     r
                 },
                 async {
                     self.collect(&mut next, written.notified()).await;
                     self.hold(&batch, &next);
+                    if self.is_full(&next) {
+                        prepared = Some(self.prepare(&next, &kinds));
+                    }
                 }
             );
             match settled {
@@ -309,6 +320,11 @@ impl Worker {
         Ok(engine)
     }
 
+    fn is_full(&self, batch: &[OwnedMessage]) -> bool {
+        batch.len() >= self.settings.batch_max_records
+            || batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum::<usize>() >= self.settings.batch_max_bytes
+    }
+
     /// The records read from Kafka and not yet committed.
     fn hold(&self, a: &[OwnedMessage], b: &[OwnedMessage]) {
         let all = || a.iter().chain(b);
@@ -359,7 +375,8 @@ impl Worker {
     }
 
     /// Writes the batch until every record is delivered or dead-lettered.
-    async fn settle(&self, batch: &[OwnedMessage], kinds: &HashMap<String, TopicKind>) -> Result<(), Cancelled> {
+    /// The batch's bulk items (decoding and validating every record), and what cannot be written.
+    fn prepare(&self, batch: &[OwnedMessage], kinds: &HashMap<String, TopicKind>) -> BatchState {
         let s = &self.settings;
         let mut all = Vec::new();
         let mut unwritable = Vec::new();
@@ -375,7 +392,11 @@ impl Worker {
                 Err(u) => unwritable.push((i, u)),
             }
         }
-        let mut state = BatchState::new(batch.len(), all, unwritable);
+        BatchState::new(batch.len(), all, unwritable)
+    }
+
+    /// Writes the prepared batch until every record is delivered or dead-lettered.
+    async fn settle(&self, batch: &[OwnedMessage], mut state: BatchState) -> Result<(), Cancelled> {
         let mut backoff = self.backoff();
         while !state.settled() {
             let sent = state.pending();
