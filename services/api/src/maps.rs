@@ -16,7 +16,6 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use serde_json::Value;
 
 use crate::auth::Access;
 use crate::params::TimeRange;
@@ -52,23 +51,10 @@ pub async fn tile(
             LayerKind::Latest => {
                 only(&q, &["feed"])?;
                 let filters = Filters { bbox, terms: terms(&q, &["feed"])?, ..Filters::default() };
-                let mut out = Vec::new();
-                let mut after: Option<Vec<Value>> = None;
-                loop {
-                    let page = app.fetch(Collection::Latest, &filters, 5000, after.as_deref(), false).await?;
-                    let n = page.features.len();
-                    out.extend(page.features);
-                    if out.len() > MAX_TILE_FEATURES {
-                        return Err(ApiError::TooLarge(format!(
-                            "more than {MAX_TILE_FEATURES} tracks in tile {z}/{x}/{y}; zoom in or filter by feed"
-                        )));
-                    }
-                    if n < 5000 {
-                        break;
-                    }
-                    after = page.sorts.last().cloned();
-                }
-                out
+                app.fetch_all(Collection::Latest, &filters, 5000, MAX_TILE_FEATURES, || {
+                    format!("more than {MAX_TILE_FEATURES} tracks in tile {z}/{x}/{y}; zoom in or filter by feed")
+                })
+                .await?
             }
             LayerKind::Aggregates => {
                 only(&q, &["analytic", "start", "end"])?;

@@ -169,25 +169,42 @@ impl AppState {
         self.store.page(c, filters, size, after, count_total).await
     }
 
+    /// Every record matching `filters`, read in pages of `page`; more than `max` answers
+    /// `result-too-large` with `too_many` (what matched, and how to narrow it).
+    pub(crate) async fn fetch_all(
+        &self,
+        c: Collection,
+        filters: &Filters,
+        page: usize,
+        max: usize,
+        too_many: impl Fn() -> String,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut out = Vec::new();
+        let mut after: Option<Vec<Value>> = None;
+        loop {
+            let p = self.fetch(c, filters, page, after.as_deref(), false).await?;
+            let n = p.features.len();
+            out.extend(p.features);
+            if out.len() > max {
+                return Err(ApiError::TooLarge(too_many()));
+            }
+            if n < page {
+                return Ok(out);
+            }
+            after = p.sorts.last().cloned();
+        }
+    }
+
     /// Every aggregate bin matching `filters`, shards summed (see [`shape::combine_shards`]).
     pub(crate) async fn aggregate_bins(&self, filters: &Filters) -> Result<Vec<Value>, ApiError> {
         // Every shard document of every bin is needed before any bin can be summed.
-        let mut docs = Vec::new();
-        let mut after: Option<Vec<Value>> = None;
-        loop {
-            let page = self.fetch(Collection::Aggregates, filters, 1000, after.as_deref(), false).await?;
-            let n = page.features.len();
-            docs.extend(page.features);
-            if docs.len() > MAX_AGGREGATE_DOCS {
-                return Err(ApiError::TooLarge(format!(
+        let docs = self
+            .fetch_all(Collection::Aggregates, filters, 1000, MAX_AGGREGATE_DOCS, || {
+                format!(
                     "more than {MAX_AGGREGATE_DOCS} aggregate documents match; narrow it with analytic, start/end or bbox"
-                )));
-            }
-            if n < 1000 {
-                break;
-            }
-            after = page.sorts.last().cloned();
-        }
+                )
+            })
+            .await?;
         Ok(shape::combine_shards(&docs))
     }
 

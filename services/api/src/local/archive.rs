@@ -43,15 +43,14 @@ impl DataFusionArchive {
         Ok(DataFusionArchive { ctx, store, layout })
     }
 
+    /// Runs `sql` to the end; any failure is the archive's.
+    async fn query(&self, sql: &str) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, ApiError> {
+        let run = async { self.ctx.sql(sql).await?.collect().await };
+        run.await.map_err(|e: datafusion::error::DataFusionError| ApiError::Archive(format!("archive query: {e}")))
+    }
+
     async fn rows(&self, sql: &str) -> Result<Vec<(i64, Value)>, ApiError> {
-        let batches = self
-            .ctx
-            .sql(sql)
-            .await
-            .map_err(|e| ApiError::Archive(format!("archive query: {e}")))?
-            .collect()
-            .await
-            .map_err(|e| ApiError::Archive(format!("archive query: {e}")))?;
+        let batches = self.query(sql).await?;
         let mut out = Vec::new();
         for b in batches {
             let features = b.column(0).as_string::<i32>();
@@ -242,14 +241,7 @@ impl ArchiveRead for DataFusionArchive {
                  MAX(CAST(received AS BIGINT)), MAX(CAST(time AS BIGINT)) \
                  FROM observations WHERE feed IS NOT NULL GROUP BY feed"
             );
-            let batches = self
-                .ctx
-                .sql(&sql)
-                .await
-                .map_err(|e| ApiError::Archive(format!("archive query: {e}")))?
-                .collect()
-                .await
-                .map_err(|e| ApiError::Archive(format!("archive query: {e}")))?;
+            let batches = self.query(&sql).await?;
             let mut out = Vec::new();
             for b in batches {
                 let feed = b.column(0).as_string::<i32>();
