@@ -1177,6 +1177,13 @@ topic = "geostream/{tenant}/{kind}/{track}"
         );
         c.archive.enabled = false;
         c.validate().unwrap();
+        // An API answering from the archive needs a usable archive URL even where this process
+        // does not archive; and its live layer must hold something.
+        c.api.backend = ApiBackend::Archive;
+        c.api.live_tail = 0;
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"api.live_tail") && keys.contains(&"archive.url"), "{keys:?}");
     }
 
     #[test]
