@@ -54,6 +54,8 @@ struct Setup {
     records: Vec<(String, Vec<u8>)>,
     /// A record outside the measured set, written first by both sides.
     warmup: (String, Vec<u8>),
+    /// `max_in_flight` of the sink.
+    in_flight: usize,
 }
 
 fn encode(o: &Observation) -> (String, Vec<u8>) {
@@ -74,8 +76,15 @@ impl Setup {
         let mut obs = observations();
         let warmup = encode(&obs.pop().expect("the samples have observations"));
         let records: Vec<(String, Vec<u8>)> = obs.iter().map(encode).collect();
-        eprintln!("sink_vs_bulk: {} records from the real samples, batches of {BATCH_RECORDS}", records.len());
-        Setup { bootstrap, kafka, engine: Engine::new(&url), records, warmup }
+        // `sink.max_in_flight`'s default unless BENCH_SINK_IN_FLIGHT says otherwise.
+        let in_flight = std::env::var("BENCH_SINK_IN_FLIGHT")
+            .map(|v| v.parse().expect("BENCH_SINK_IN_FLIGHT: a positive number"))
+            .unwrap_or(2);
+        eprintln!(
+            "sink_vs_bulk: {} records from the real samples, batches of {BATCH_RECORDS}, {in_flight} in flight",
+            records.len()
+        );
+        Setup { bootstrap, kafka, engine: Engine::new(&url), records, warmup, in_flight }
     }
 
     /// The sink's production defaults (`[sink]` in the config) with this run's addresses.
@@ -90,6 +99,7 @@ impl Setup {
             batch_max_records: BATCH_RECORDS,
             batch_max_bytes: 8 * 1024 * 1024,
             linger: Duration::from_millis(200),
+            max_in_flight: self.in_flight,
             max_backoff: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             index: INDEX,

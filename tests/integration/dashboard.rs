@@ -146,6 +146,7 @@ async fn dashboard_shows_a_replay_live_and_a_clicked_tracks_history() {
             batch_max_records: 100,
             batch_max_bytes: 4 * 1024 * 1024,
             linger: Duration::from_millis(20),
+            max_in_flight: 2,
             max_backoff: Duration::from_secs(2),
             request_timeout: Duration::from_secs(60),
             index: IndexSettings { replicas: Some(0) },

@@ -296,6 +296,9 @@ pub struct SinkConfig {
     pub batch_max_bytes: u64,
     /// How long a batch waits for more records after its first one, in milliseconds.
     pub linger_ms: u64,
+    /// Most bulk requests in flight at once. The sink holds at most this many batches plus the
+    /// one it is reading until they are written; offsets are still committed in order.
+    pub max_in_flight: usize,
     /// Longest wait between retries of 429/5xx items or an unreachable engine, in milliseconds.
     /// Items are retried until they settle; their offsets are not committed meanwhile.
     pub max_backoff_ms: u64,
@@ -316,6 +319,7 @@ impl Default for SinkConfig {
             batch_max_records: 5000,
             batch_max_bytes: 8 * 1024 * 1024,
             linger_ms: 200,
+            max_in_flight: 2,
             max_backoff_ms: 30_000,
             request_timeout_ms: 60_000,
             index_replicas: None,
@@ -670,6 +674,7 @@ impl Config {
                 sk.batch_max_bytes > 0,
                 "e.g. 8388608 (8 MiB); keep it below the engine's http.max_content_length",
             ),
+            ("max_in_flight", sk.max_in_flight > 0, "e.g. 2; 1 writes one batch at a time"),
             ("max_backoff_ms", sk.max_backoff_ms > 0, "e.g. 30000"),
             ("request_timeout_ms", sk.request_timeout_ms > 0, "e.g. 60000"),
             ("outputs_batch_max_records", sk.outputs_batch_max_records > 0, "e.g. 100"),

@@ -398,6 +398,7 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
         batch_max_records: sk.batch_max_records,
         batch_max_bytes: usize::try_from(sk.batch_max_bytes).unwrap_or(usize::MAX),
         linger: std::time::Duration::from_millis(sk.linger_ms),
+        max_in_flight: sk.max_in_flight,
         max_backoff: std::time::Duration::from_millis(sk.max_backoff_ms),
         request_timeout: std::time::Duration::from_millis(sk.request_timeout_ms),
         index: geostream_sink::templates::IndexSettings { replicas: sk.index_replicas },

@@ -4,16 +4,21 @@
 //! then join the consumer group. Each batch (by count, bytes or linger) becomes one bulk request;
 //! items answered 429/5xx are sent again after a jittered backoff until each is settled;
 //! records that cannot be written are produced to the dead-letter topic and awaited; only then
-//! are the batch's offsets committed. One batch is written at a time, which keeps the order and the
-//! commit rule simple; the next batch is read from Kafka while it is written, so the engine does
-//! not wait for the consumer between requests. A crash anywhere before the commit redelivers the
-//! batch, which the deterministic `_id`s and external versions make harmless.
+//! are the batch's offsets committed. Up to `max_in_flight` batches are written at once and the
+//! next is read from Kafka meanwhile, so the engine does not wait for the consumer between
+//! requests; offsets are still committed batch by batch in the order the batches were read. Two
+//! batches in flight may carry the same document (a track's `latest`, an aggregate's versions):
+//! external versions make the order in which the engine applies them irrelevant. A crash anywhere
+//! before the commit redelivers the batch, which the deterministic `_id`s and external versions
+//! make harmless.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use geostream_model::time::OffsetDateTime;
 use geostream_model::{Classify, DeadLetter, Naming, ReasonCode, Stage, TenantId, TopicKind};
 use geostream_telemetry::{Health, Telemetry};
@@ -56,6 +61,8 @@ pub struct SinkSettings {
     pub batch_max_bytes: usize,
     /// How long a batch waits for more records after its first one.
     pub linger: Duration,
+    /// Most bulk requests in flight at once (at least 1).
+    pub max_in_flight: usize,
     /// Longest wait between retries.
     pub max_backoff: Duration,
     /// Timeout of one HTTP request to the engine.
@@ -119,6 +126,7 @@ impl SinkStage {
             health,
             cancel: cancel.clone(),
             batches: Arc::clone(&batches),
+            lag: Arc::default(),
         };
         let task = tokio::spawn(worker.run());
         Ok(SinkStage { cancel, task, batches })
@@ -159,11 +167,18 @@ pub async fn run(
 /// partition while the sink waits for the engine; bounded to about one batch, the memory held is
 /// the batch in hand plus one batch prefetched (plus one fetch response, which librdkafka may let
 /// overshoot), and the next batch is still ready as soon as the last one is committed.
+///
+/// A queue that low is over its bound after every fetch, and librdkafka then postpones that
+/// partition's next fetch by `fetch.queue.backoff.ms` (default 1 s) even when the sink drains the
+/// queue a moment later: measured in `sink_vs_bulk`, the sink sat idle for most of that second
+/// after each batch. The sink sets it to 10 ms, which only costs a queue-length check per
+/// partition every 10 ms while the queue is full.
 pub fn consumer_properties(settings: &SinkSettings) -> BTreeMap<String, String> {
     let mut props = settings.kafka.clone();
     let batch_kbytes = settings.batch_max_bytes.div_ceil(1024).clamp(1, 2_097_151);
     props.entry("queued.max.messages.kbytes".into()).or_insert_with(|| batch_kbytes.to_string());
     props.entry("queued.min.messages".into()).or_insert_with(|| settings.batch_max_records.max(1).to_string());
+    props.entry("fetch.queue.backoff.ms".into()).or_insert_with(|| "10".into());
     props.insert("group.id".into(), settings.naming.consumer_group(&settings.tenant, Stage::Sink));
     props.insert("enable.auto.commit".into(), "false".into());
     props.insert("enable.auto.offset.store".into(), "false".into());
@@ -189,6 +204,8 @@ struct Worker {
     health: Health,
     cancel: CancellationToken,
     batches: Arc<AtomicU64>,
+    /// Commits whose lag is still to be published.
+    lag: Arc<std::sync::Mutex<LagUpdates>>,
 }
 
 /// The batch was abandoned because the stage is stopping; its offsets stay uncommitted.
@@ -228,56 +245,70 @@ impl Worker {
             .into_iter()
             .map(|k| (s.naming.topic(&s.tenant, k), k))
             .collect();
-        // The next batch is read, and when it fills up also decoded into bulk items, while the
-        // current one is written; a partial one is topped up and decoded before it is sent.
+        // Up to `max_in_flight` batches are written at once while the next one is read from
+        // Kafka. `writing` yields them in the order they were sent, which is the order their
+        // offsets are committed in, so a commit never covers a batch still being written.
+        // `first_at` is when the next batch's first record arrived: its linger runs from then, so
+        // records that waited through a write are sent as soon as a slot is free.
+        let max_in_flight = s.max_in_flight.max(1);
         let mut next: Vec<OwnedMessage> = Vec::new();
-        let mut prepared: Option<BatchState> = None;
-        while !self.cancel.is_cancelled() {
-            let state = match prepared.take() {
-                Some(state) => state,
-                None => {
-                    self.collect(&mut next, std::future::pending()).await;
-                    if next.is_empty() {
-                        continue;
-                    }
-                    self.prepare(&next, &kinds)
-                }
-            };
-            let batch = std::mem::take(&mut next);
-            self.hold(&batch, &[]);
+        let mut first_at: Option<tokio::time::Instant> = None;
+        let mut writing = FuturesOrdered::new();
+        let mut in_flight: VecDeque<(usize, usize)> = VecDeque::new();
+        let this = &self;
+        let write = move |batch: Vec<OwnedMessage>, state: BatchState| async move {
             let started = Instant::now();
-            let written = tokio::sync::Notify::new();
-            let (settled, ()) = tokio::join!(
-                async {
-                    let r = self.settle(&batch, state).await;
-                    written.notify_one();
-                    r
-                },
-                async {
-                    self.collect(&mut next, written.notified()).await;
-                    self.hold(&batch, &next);
-                    if self.is_full(&next) {
-                        prepared = Some(self.prepare(&next, &kinds));
-                    }
-                }
-            );
-            match settled {
-                Ok(()) => {}
-                Err(Cancelled) => {
-                    tracing::info!(
-                        records = batch.len() + next.len(),
-                        "sink stopping with a batch unsettled; it is redelivered on the next start"
-                    );
-                    break;
-                }
-            }
-            if self.commit(&batch).await.is_err() {
+            let settled = this.settle(&batch, state).await;
+            (batch, started, settled)
+        };
+        loop {
+            let stopping = self.cancel.is_cancelled();
+            if stopping && writing.is_empty() {
                 break;
             }
-            self.hold(&next, &[]);
-            self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
-            self.metrics.batch_records.set(batch.len() as i64);
-            self.batches.fetch_add(1, Ordering::Relaxed);
+            if !stopping && writing.len() < max_in_flight && self.is_due(&next, first_at) {
+                let batch = std::mem::take(&mut next);
+                first_at = None;
+                let state = self.prepare(&batch, &kinds);
+                in_flight.push_back((batch.len(), bytes_of(&batch)));
+                writing.push_back(write(batch, state));
+                self.hold(&in_flight, &next);
+                continue;
+            }
+            tokio::select! {
+                biased;
+                Some((batch, started, settled)) = writing.next(), if !writing.is_empty() => {
+                    in_flight.pop_front();
+                    if settled.is_err() {
+                        let unsettled: usize = in_flight.iter().map(|(n, _)| n).sum::<usize>() + batch.len() + next.len();
+                        tracing::info!(
+                            records = unsettled,
+                            "sink stopping with records unsettled; they are redelivered on the next start"
+                        );
+                        break;
+                    }
+                    let write_ms = started.elapsed().as_millis() as u64;
+                    if self.commit(&batch).await.is_err() {
+                        break;
+                    }
+                    tracing::debug!(
+                        records = batch.len(),
+                        write_ms,
+                        commit_ms = (started.elapsed().as_millis() as u64).saturating_sub(write_ms),
+                        in_flight = writing.len(),
+                        next = next.len(),
+                        "batch committed"
+                    );
+                    self.hold(&in_flight, &next);
+                    self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+                    self.metrics.batch_records.set(batch.len() as i64);
+                    self.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                () = self.collect(&mut next, &mut first_at), if !stopping && !self.is_full(&next) => {
+                    self.hold(&in_flight, &next);
+                }
+                else => break,
+            }
         }
         self.consumer.unsubscribe();
     }
@@ -321,27 +352,36 @@ impl Worker {
     }
 
     fn is_full(&self, batch: &[OwnedMessage]) -> bool {
-        batch.len() >= self.settings.batch_max_records
-            || batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum::<usize>() >= self.settings.batch_max_bytes
+        batch.len() >= self.settings.batch_max_records || bytes_of(batch) >= self.settings.batch_max_bytes
     }
 
-    /// The records read from Kafka and not yet committed.
-    fn hold(&self, a: &[OwnedMessage], b: &[OwnedMessage]) {
-        let all = || a.iter().chain(b);
-        self.metrics.held_records.set(all().count() as i64);
-        self.metrics.held_bytes.set(all().map(|m| m.payload().map_or(0, <[u8]>::len)).sum::<usize>() as i64);
+    /// Whether `batch` should be sent now: it is full, or its linger has passed.
+    fn is_due(&self, batch: &[OwnedMessage], first_at: Option<tokio::time::Instant>) -> bool {
+        !batch.is_empty()
+            && (self.is_full(batch) || first_at.is_none_or(|t| t + self.settings.linger <= tokio::time::Instant::now()))
+    }
+
+    /// The records read from Kafka and not yet committed: the batches being written (records,
+    /// bytes) and the next one.
+    fn hold(&self, in_flight: &VecDeque<(usize, usize)>, next: &[OwnedMessage]) {
+        let records = in_flight.iter().map(|(n, _)| n).sum::<usize>() + next.len();
+        let bytes = in_flight.iter().map(|(_, b)| b).sum::<usize>() + bytes_of(next);
+        self.metrics.held_records.set(records as i64);
+        self.metrics.held_bytes.set(bytes as i64);
     }
 
     /// Adds records to `batch` (waiting for a first one if it is empty) until it is full (records
-    /// or bytes), `linger` passed since this call found it non-empty, `stop` completes, or the
-    /// stage stops.
-    async fn collect(&self, batch: &mut Vec<OwnedMessage>, stop: impl std::future::Future<Output = ()>) {
+    /// or bytes), `linger` passed since its first record arrived (`first_at`, set here when the
+    /// first one comes), or the stage stops. Dropping it midway loses nothing: each record is in
+    /// `batch` as soon as it is received.
+    async fn collect(&self, batch: &mut Vec<OwnedMessage>, first_at: &mut Option<tokio::time::Instant>) {
         let s = &self.settings;
         let before = batch.len();
         let mut bytes: usize = batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum();
-        let mut deadline: Option<tokio::time::Instant> =
-            (!batch.is_empty()).then(|| tokio::time::Instant::now() + s.linger);
-        tokio::pin!(stop);
+        if !batch.is_empty() && first_at.is_none() {
+            *first_at = Some(tokio::time::Instant::now());
+        }
+        let mut deadline = first_at.map(|t| t + s.linger);
         while batch.len() < s.batch_max_records && bytes < s.batch_max_bytes {
             let linger = async {
                 match deadline {
@@ -351,14 +391,14 @@ impl Worker {
             };
             tokio::select! {
                 () = self.cancel.cancelled() => break,
-                () = &mut stop => break,
                 () = linger => break,
                 m = self.consumer.recv() => match m {
                     Ok(m) => {
                         let m = m.detach();
                         bytes += m.payload().map_or(0, <[u8]>::len);
                         batch.push(m);
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + s.linger);
+                        let first = *first_at.get_or_insert_with(tokio::time::Instant::now);
+                        deadline = Some(first + s.linger);
                     }
                     Err(e) => {
                         // Missing topics (no events yet) and broker hiccups land here; the
@@ -500,7 +540,7 @@ impl Worker {
             let result = tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
             match result {
                 Ok(Ok(())) => {
-                    self.publish_lag(next).await;
+                    self.publish_lag(next);
                     return Ok(());
                 }
                 Ok(Err(e)) => {
@@ -516,24 +556,56 @@ impl Worker {
 
 impl Worker {
     /// Sets the lag gauge of each partition just committed: its end (high watermark) minus the
-    /// committed offset. Best effort: a failed watermark query leaves the previous value.
-    async fn publish_lag(&self, committed: BTreeMap<(String, i32), i64>) {
-        let consumer = Arc::clone(&self.consumer);
-        let ends = tokio::task::spawn_blocking(move || {
-            committed
-                .into_iter()
-                .filter_map(|((topic, partition), offset)| {
-                    let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)).ok()?;
-                    Some((topic, partition, (high - offset).max(0)))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (topic, partition, lag) in ends {
-            self.metrics.consumer_lag.get_or_create(&PartitionLabel { topic, partition }).set(lag);
+    /// committed offset. The watermark query is a broker round trip that can take a second while
+    /// the broker is busy, so it runs beside the loop rather than in it: one querying task at a
+    /// time, which takes up every commit made meanwhile (the newest offset per partition) before
+    /// it ends, so the gauges always end at the last commit. Best effort: a failed query leaves
+    /// the previous value.
+    fn publish_lag(&self, committed: BTreeMap<(String, i32), i64>) {
+        {
+            let mut lag = self.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (tp, offset) in committed {
+                let e = lag.pending.entry(tp).or_insert(offset);
+                *e = (*e).max(offset);
+            }
+            if lag.running {
+                return;
+            }
+            lag.running = true;
         }
+        let consumer = Arc::clone(&self.consumer);
+        let gauge = self.metrics.consumer_lag.clone();
+        let state = Arc::clone(&self.lag);
+        tokio::task::spawn_blocking(move || {
+            loop {
+                let pending = {
+                    let mut lag = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if lag.pending.is_empty() {
+                        lag.running = false;
+                        return;
+                    }
+                    std::mem::take(&mut lag.pending)
+                };
+                for ((topic, partition), offset) in pending {
+                    if let Ok((_, high)) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
+                        gauge.get_or_create(&PartitionLabel { topic, partition }).set((high - offset).max(0));
+                    }
+                }
+            }
+        });
     }
+}
+
+/// Committed offsets waiting for the lag gauge, and whether a task is querying them.
+#[derive(Default)]
+struct LagUpdates {
+    pending: BTreeMap<(String, i32), i64>,
+    running: bool,
+}
+
+/// The bytes of the records' values.
+fn bytes_of(batch: &[OwnedMessage]) -> usize {
+    batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum()
 }
 
 /// The `feed` property of a record, when it has one (for the dead letter).
@@ -558,6 +630,7 @@ mod tests {
             batch_max_records: 5000,
             batch_max_bytes: 8 * 1024 * 1024,
             linger: Duration::from_millis(200),
+            max_in_flight: 2,
             max_backoff: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             index: IndexSettings::default(),
@@ -569,14 +642,17 @@ mod tests {
         let p = consumer_properties(&settings(&[("bootstrap.servers", "k:9092")]));
         assert_eq!(p["queued.max.messages.kbytes"], "8192");
         assert_eq!(p["queued.min.messages"], "5000");
+        assert_eq!(p["fetch.queue.backoff.ms"], "10");
         assert_eq!(p["bootstrap.servers"], "k:9092");
         assert_eq!(p["group.id"], "geostream-acme-sink");
         let p = consumer_properties(&settings(&[
             ("queued.max.messages.kbytes", "100"),
             ("queued.min.messages", "10"),
+            ("fetch.queue.backoff.ms", "500"),
             ("enable.auto.commit", "true"),
         ]));
         assert_eq!((p["queued.max.messages.kbytes"].as_str(), p["queued.min.messages"].as_str()), ("100", "10"));
+        assert_eq!(p["fetch.queue.backoff.ms"], "500");
         assert_eq!(p["enable.auto.commit"], "false", "the commit rule is not configurable");
         let mut tiny = settings(&[]);
         (tiny.batch_max_bytes, tiny.batch_max_records) = (10, 0);
