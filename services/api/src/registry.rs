@@ -6,7 +6,7 @@
 use geostream_analytics::spec::AnalyticSpec;
 use geostream_ingest::registry::RegistryClient;
 use geostream_model::{FeedSpec, FenceSpec};
-use geostream_processor::registry::RegistryTopic;
+use geostream_processor::registry::{RegistryTopic, check_room};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -255,6 +255,11 @@ async fn put_topic<T: Spec + geostream_processor::registry::RegistrySpec + Send 
     let all = Registries::all::<T>(topic).await?;
     let outcome = decide::<T>(id, body, all.iter().find(|s| Spec::id(*s) == id))?;
     let (created, spec, write) = split(outcome);
+    if created {
+        check_room::<T>(all.len(), all.len() + 1).map_err(|problem| {
+            ApiError::param("id", problem, format!("delete {}s the tenant no longer uses first", <T as Spec>::WHAT))
+        })?;
+    }
     if write {
         let bytes = serde_json::to_vec(&spec).map_err(|e| ApiError::Kafka(e.to_string()))?;
         topic.put(Spec::id(&spec), Some(&bytes)).await.map_err(kafka)?;

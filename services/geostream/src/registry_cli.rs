@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use geostream_processor::registry::{Change, Registry, RegistrySpec, RegistryTopic};
+use geostream_processor::registry::{Change, Registry, RegistrySpec, RegistryTopic, check_room};
 
 /// The subcommands of both registries.
 #[derive(Debug, clap::Subcommand)]
@@ -122,6 +122,10 @@ pub fn plan<T: RegistrySpec>(wanted: Vec<T>, registered: &Registry<T>, prune: bo
             }
         }
     }
+    let before = registered.specs().count();
+    let added = steps.iter().filter(|s| matches!(s, Step::Add(_))).count();
+    let deleted = steps.iter().filter(|s| matches!(s, Step::Delete(_))).count();
+    check_room::<T>(before, before + added - deleted)?;
     Ok(steps)
 }
 
@@ -256,6 +260,33 @@ mod tests {
         );
         let steps = plan(vec![spec("a", 60, 0)], &reg, false).unwrap();
         assert_eq!(steps, vec![Step::Keep("a".into())], "no prune, no deletes");
+    }
+
+    #[test]
+    fn a_fence_file_over_the_tenants_limit_is_refused_whole_and_a_prune_makes_room() {
+        let fence = |i: usize| -> geostream_model::FenceSpec {
+            serde_json::from_value(serde_json::json!({
+                "id": format!("f{i:06}"), "name": "berth",
+                "geometry": {"type": "Circle", "center": [10.0, 50.0], "radius_m": 100.0}
+            }))
+            .unwrap()
+        };
+        let max = geostream_model::MAX_FENCES_PER_TENANT;
+        let at_limit: Vec<_> = (0..max).map(fence).collect();
+        assert_eq!(plan(at_limit, &Registry::default(), false).unwrap().len(), max);
+
+        let mut reg = Registry::default();
+        for i in 0..3 {
+            assert!(
+                reg.apply(fence(i).id.as_str().as_bytes(), Some(&serde_json::to_vec(&fence(i)).unwrap())).changed()
+            );
+        }
+        let wanted = || (3..max + 1).map(fence).collect::<Vec<_>>();
+        let e = plan(wanted(), &reg, false).unwrap_err();
+        assert!(e.contains(&format!("{} fences", max + 1)) && e.contains(&format!("limit is {max}")), "{e}");
+        // The same file with --prune replaces the three registered fences: max - 2 in the end.
+        let steps = plan(wanted(), &reg, true).unwrap();
+        assert_eq!(steps.iter().filter(|s| matches!(s, Step::Delete(_))).count(), 3);
     }
 
     #[test]

@@ -17,6 +17,11 @@ pub const MAX_RADIUS_M: f64 = 20_037_508.0;
 /// detailed country borders and still small enough for that.
 pub const MAX_FENCE_POSITIONS: usize = 1_000_000;
 
+/// Most fences one tenant may register. Every processor of the tenant holds all of them in its
+/// index and rebuilds it on every change; 100,000 is ten times the largest set benchmarked
+/// (`scripts/bench.sh`, geofence) and far beyond real port, zone or country sets.
+pub const MAX_FENCES_PER_TENANT: usize = 100_000;
+
 /// The area of a fence: a GeoJSON Polygon or MultiPolygon, or a circle.
 ///
 /// On the wire it is the GeoJSON geometry object itself, or

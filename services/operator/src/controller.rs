@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use geostream_ingest::registry::RegistryClient;
 use geostream_model::{FeedId, FenceSpec, Naming, TopicKind};
-use geostream_processor::registry::RegistryTopic;
+use geostream_processor::registry::{RegistryTopic, check_room};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, ResourceQuota};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -316,18 +316,25 @@ async fn apply_fences(s: &GeofenceSet, ctx: &Context) -> Result<Action, Error> {
             topic.ensure().await.map_err(reg_err)?;
             let held = held_fences(&topic).await?;
             let writes = registry::decide_fences(&want, &held, &owned);
-            for (id, spec) in &writes {
-                let value = spec.as_ref().map(serde_json::to_vec).transpose().map_err(reg_err)?;
-                topic.put(id, value.as_deref()).await.map_err(reg_err)?;
-                ctx.metrics.registry_writes.inc();
+            // Other sets and the CLI write to the same topic: the limit is on the tenant's total.
+            let room = check_room::<FenceSpec>(held.len(), registry::count_after(&held, &writes));
+            if let Err(problem) = room {
+                ctx.event(s, true, "Invalid", problem.clone()).await;
+                Err(problem)
+            } else {
+                for (id, spec) in &writes {
+                    let value = spec.as_ref().map(serde_json::to_vec).transpose().map_err(reg_err)?;
+                    topic.put(id, value.as_deref()).await.map_err(reg_err)?;
+                    ctx.metrics.registry_writes.inc();
+                }
+                if !writes.is_empty() {
+                    let written = format!("{} fence record(s) written to {topic_name}", writes.len());
+                    ctx.event(s, false, "Registered", written).await;
+                }
+                status.topic = Some(topic_name.clone());
+                status.fence_ids = want.iter().map(|f| f.id.as_str().to_owned()).collect();
+                Ok(format!("{} fence(s) on {topic_name}", want.len()))
             }
-            if !writes.is_empty() {
-                ctx.event(s, false, "Registered", format!("{} fence record(s) written to {topic_name}", writes.len()))
-                    .await;
-            }
-            status.topic = Some(topic_name.clone());
-            status.fence_ids = want.iter().map(|f| f.id.as_str().to_owned()).collect();
-            Ok(format!("{} fence(s) on {topic_name}", want.len()))
         }
     };
     status.conditions = registry::outcome_conditions(&prev.conditions, &outcome, &rfc3339(now_unix()));

@@ -127,6 +127,13 @@ pub fn desired_fences(spec: &GeofenceSetSpec) -> Result<Vec<FenceSpec>, String> 
     Ok(out)
 }
 
+/// How many fences the topic holds once `writes` (from [`decide_fences`]) are applied to `held`.
+pub fn count_after(held: &BTreeMap<String, FenceSpec>, writes: &[(String, Option<FenceSpec>)]) -> usize {
+    let added = writes.iter().filter(|(id, spec)| spec.is_some() && !held.contains_key(id)).count();
+    let deleted = writes.iter().filter(|(id, spec)| spec.is_none() && held.contains_key(id)).count();
+    held.len() + added - deleted
+}
+
 /// The records that bring the fences topic to `desired`: changed or new fences with raised versions,
 /// and tombstones for fences this set wrote before (`owned`) that it no longer holds.
 pub fn decide_fences(
@@ -297,6 +304,12 @@ mod tests {
         assert_eq!(w.len(), 2);
         assert_eq!(w[0], ("a".into(), None));
         assert_eq!(w[1].1.as_ref().unwrap().version, 2);
+        assert_eq!(count_after(&held, &w), 2, "a deleted, b changed, c kept");
+        let more = desired_fences(&fences(json!([circle("b", 30.0), circle("d", 1.0), circle("e", 1.0)]))).unwrap();
+        let w = decide_fences(&more, &held, &["a".into(), "b".into()]);
+        assert_eq!(count_after(&held, &w), 4, "a deleted; b, c, d and e");
+        // A tombstone for a fence the topic no longer holds removes nothing.
+        assert_eq!(count_after(&held, &[("zz".into(), None)]), held.len());
     }
 
     #[test]

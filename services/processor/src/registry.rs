@@ -24,10 +24,28 @@ pub trait RegistrySpec: Clone + PartialEq + DeserializeOwned + serde::Serialize 
     fn set_version(&mut self, version: u64);
     /// Checks the spec on its own.
     fn check(&self) -> Result<(), String>;
+    /// Most specs of this kind one tenant may register.
+    const MAX_PER_TENANT: usize = usize::MAX;
+}
+
+/// Refuses a change after which a tenant's registry would hold `after` specs, more than it may.
+/// Shrinking a registry that is already over the limit (written by another producer) is allowed.
+pub fn check_room<T: RegistrySpec>(before: usize, after: usize) -> Result<(), String> {
+    if after > T::MAX_PER_TENANT && after > before {
+        Err(format!(
+            "the tenant would have {after} {what}s; the limit is {limit} per tenant: delete {what}s it no longer \
+             uses, or merge them (a MultiPolygon is one fence)",
+            what = T::WHAT,
+            limit = T::MAX_PER_TENANT
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 impl RegistrySpec for FenceSpec {
     const WHAT: &'static str = "fence";
+    const MAX_PER_TENANT: usize = geostream_model::MAX_FENCES_PER_TENANT;
     fn id(&self) -> &str {
         self.id.as_str()
     }
@@ -241,6 +259,20 @@ mod tests {
             "geometry": {"type": "Circle", "center": [10.0, 50.0], "radius_m": radius}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_tenant_cannot_grow_its_fences_past_the_limit_but_may_shrink_an_oversized_set() {
+        let max = geostream_model::MAX_FENCES_PER_TENANT;
+        assert_eq!(check_room::<FenceSpec>(0, max), Ok(()));
+        assert_eq!(check_room::<FenceSpec>(max - 1, max), Ok(()));
+        assert_eq!(check_room::<FenceSpec>(max, max), Ok(()), "an update at the limit");
+        let e = check_room::<FenceSpec>(max, max + 1).unwrap_err();
+        assert!(e.contains(&format!("{} fences", max + 1)) && e.contains(&format!("limit is {max}")), "{e}");
+        assert!(check_room::<FenceSpec>(0, max + 1).is_err());
+        assert_eq!(check_room::<FenceSpec>(max + 5, max + 2), Ok(()), "shrinking an oversized set");
+        assert!(check_room::<FenceSpec>(max + 5, max + 6).is_err());
+        assert_eq!(check_room::<AnalyticSpec>(usize::MAX - 1, usize::MAX - 1), Ok(()), "analytics have no limit");
     }
 
     #[test]

@@ -45,7 +45,7 @@ mod tree;
 use std::collections::{BTreeMap, BTreeSet};
 
 use geo::{Closest, HaversineClosestPoint, Line, Point};
-use geostream_model::{FenceId, FenceSpec};
+use geostream_model::{FenceId, FenceSpec, MAX_FENCES_PER_TENANT};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde_json::{Map, Value};
@@ -93,6 +93,14 @@ impl FenceIndex {
     /// Builds the index from the fences it accepts and returns the refused ones alongside, for a
     /// caller that prefers a partly updated set to a stale one.
     pub fn build_skipping_invalid<'a>(specs: impl IntoIterator<Item = &'a FenceSpec>) -> (FenceIndex, Vec<FenceError>) {
+        Self::build_within(specs, MAX_FENCES_PER_TENANT)
+    }
+
+    /// [`FenceIndex::build_skipping_invalid`] with at most `max_fences` fences (tests use small ones).
+    fn build_within<'a>(
+        specs: impl IntoIterator<Item = &'a FenceSpec>,
+        max_fences: usize,
+    ) -> (FenceIndex, Vec<FenceError>) {
         let mut problems = Vec::new();
         let specs: Vec<&FenceSpec> = specs.into_iter().collect();
         // An id given twice is ambiguous: neither spec is indexed.
@@ -131,11 +139,17 @@ impl FenceIndex {
         }
         // Fence numbers follow the ids, so answers and events come out in id order.
         accepted.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        // Fence numbers are 31 bits in the tree; far beyond any real set, but checked, not assumed.
-        let max_fences = tree::MULTI as usize;
-        if accepted.len() >= max_fences {
-            problems.push(FenceError::TooLarge { what: "fences", count: accepted.len(), limit: max_fences });
-            accepted.clear();
+        // The registry refuses sets over the tenant's limit, but the topic can be written by other
+        // producers: then the first fences by id are kept and the rest reported, so the tenant's
+        // processors still run. (Fence numbers are 31 bits in the tree, far above this.)
+        const _: () = assert!(MAX_FENCES_PER_TENANT < tree::MULTI as usize);
+        if accepted.len() > max_fences {
+            problems.push(FenceError::TooLarge {
+                what: "fences (only the first ones by id are indexed)",
+                count: accepted.len(),
+                limit: max_fences,
+            });
+            accepted.truncate(max_fences);
         }
         let mut fences = Vec::with_capacity(accepted.len());
         let mut shapes = Vec::new();

@@ -316,3 +316,21 @@ fn the_tree_refines_only_where_boundaries_are() {
     assert!(t.depth < 13 && t.nodes < 2_000, "{t:?}");
     assert_eq!(ids(&tiny, 151.2, -33.86), ["berth"]);
 }
+
+#[test]
+fn a_set_over_the_tenant_limit_keeps_the_first_fences_by_id_and_reports_the_rest() {
+    // The production limit (MAX_FENCES_PER_TENANT) takes a minute to index in a debug build; the
+    // rule is the same for any limit.
+    let specs: Vec<FenceSpec> = (0..7).rev().map(|i| circle(&format!("f{i}"), [i as f64, 0.0], 50.0)).collect();
+    let (index, problems) = FenceIndex::build_within(&specs, 5);
+    assert_eq!(index.len(), 5);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let text = problems[0].to_string();
+    assert!(text.contains("fences") && text.contains("(7) exceeds 5"), "{text}");
+    assert_eq!(index.position(&FenceId::new("f5").unwrap()), None, "the last fences by id are left out");
+    assert_eq!(index.position(&FenceId::new("f6").unwrap()), None);
+    assert!(index.position(&FenceId::new("f4").unwrap()).is_some());
+    let (index, problems) = FenceIndex::build_within(&specs, 7);
+    assert_eq!((index.len(), problems.len()), (7, 0), "at the limit");
+    assert_eq!(FenceIndex::build_skipping_invalid(&specs).0.len(), 7, "the production limit is far above");
+}
