@@ -327,9 +327,9 @@ fn a_set_over_the_tenant_limit_keeps_the_first_fences_by_id_and_reports_the_rest
     assert_eq!(problems.len(), 1, "{problems:?}");
     let text = problems[0].to_string();
     assert!(text.contains("fences") && text.contains("(7) exceeds 5"), "{text}");
-    assert_eq!(index.position(&FenceId::new("f5").unwrap()), None, "the last fences by id are left out");
-    assert_eq!(index.position(&FenceId::new("f6").unwrap()), None);
-    assert!(index.position(&FenceId::new("f4").unwrap()).is_some());
+    assert_eq!(index.position(&FenceId::new("f5").expect("an id")), None, "the last fences by id are left out");
+    assert_eq!(index.position(&FenceId::new("f6").expect("an id")), None);
+    assert!(index.position(&FenceId::new("f4").expect("an id")).is_some());
     let (index, problems) = FenceIndex::build_within(&specs, 7);
     assert_eq!((index.len(), problems.len()), (7, 0), "at the limit");
     assert_eq!(FenceIndex::build_skipping_invalid(&specs).0.len(), 7, "the production limit is far above");
