@@ -61,6 +61,8 @@ timed "dashboard (scripts/dashboard.sh)" ./scripts/dashboard.sh
 timed "cargo fmt --check" cargo fmt --all -- --check
 timed "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 timed "cargo test" cargo test --workspace --locked
+# After the suite, alone: the chaos tests restart Kafka and stop Elasticsearch.
+timed "chaos (scripts/chaos.sh)" ./scripts/chaos.sh --no-env
 timed "fuzz (scripts/fuzz.sh)" ./scripts/fuzz.sh
 
 step "timings"

@@ -5,6 +5,8 @@
 #   scripts/testenv.sh down [svc...]    stop only the processes this script started (pid files)
 #   scripts/testenv.sh status [svc...]  one line per service: running/healthy or not
 #   scripts/testenv.sh env              `export` lines for the tests (eval "$(scripts/testenv.sh env)")
+#   scripts/testenv.sh freeze|thaw svc  SIGSTOP/SIGCONT a started service (chaos tests: clients see a
+#                                       silent network partition; connections hang, none is reset)
 #
 # Services: kafka elasticsearch opensearch mosquitto kubetools kube (kine + kube-apiserver) browser
 # (chromium, node, npm) minio (S3-compatible store) pyarrow (a Python GeoParquet reader).
@@ -59,8 +61,17 @@ case "$cmd" in
   env)
     for svc in "${ALL_SERVICES[@]}"; do "${svc}_env"; done
     ;;
+  freeze|thaw)
+    sig=STOP; [ "$cmd" = thaw ] && sig=CONT
+    for svc in "${services[@]}"; do
+      gs_pid_alive "$svc" || gs_fail "$svc" "$cmd" "not running (started by this script)"
+      read -r pid _ <"$GS_PIDS/$svc.pid"
+      kill "-$sig" -- "-$pid" 2>/dev/null || kill "-$sig" "$pid"
+      gs_log "$svc: SIG$sig"
+    done
+    ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
