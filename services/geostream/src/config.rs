@@ -38,7 +38,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 /// The whole configuration of one geostream process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The tenant this process serves; names its topics and indices. Required.
@@ -73,7 +73,7 @@ pub struct Config {
 }
 
 /// Settings of `geostream operator`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OperatorConfig {
     /// The feed catalog SensorFeeds name their `type` from (the image has it at
@@ -113,7 +113,7 @@ impl Default for OperatorConfig {
 
 /// Settings of the GeoParquet archive (`[archive]`), which `geostream sink` runs beside the search
 /// engine writer (or alone when `elasticsearch.url` is unset).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ArchiveConfig {
     /// Whether `geostream sink` archives at all.
@@ -159,7 +159,7 @@ impl Default for ArchiveConfig {
 /// The S3-compatible store of the archive. Credentials: these keys (for instance
 /// `GEOSTREAM_ARCHIVE__S3__SECRET_ACCESS_KEY`), or files (mounted secrets), or else the usual
 /// `AWS_*` variables and instance credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ArchiveS3Config {
     /// Base URL of an S3-compatible service, e.g. `http://minio.storage:9000`; unset = AWS.
@@ -181,7 +181,7 @@ pub struct ArchiveS3Config {
 }
 
 /// Settings of `geostream api`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Address of the HTTP API.
@@ -218,7 +218,7 @@ pub struct ApiConfig {
 }
 
 /// Where `geostream api` answers queries from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiBackend {
     /// `search` when `elasticsearch.url` is set, else `archive`.
@@ -250,7 +250,7 @@ impl Default for ApiConfig {
 }
 
 /// Settings of `geostream process`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessConfig {
     /// How far behind a partition's newest event time a record may arrive and still count, in
@@ -287,7 +287,7 @@ impl Default for ProcessConfig {
 }
 
 /// Settings of `geostream sink`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     /// Most records in one bulk request.
@@ -330,7 +330,7 @@ impl Default for SinkConfig {
 }
 
 /// Settings of `geostream ingest`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Address of the HTTP push receiver (`POST /v1/push/<tenant>/<feed>`).
@@ -368,7 +368,7 @@ impl Default for IngestConfig {
 }
 
 /// Kafka client settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list.
@@ -378,7 +378,7 @@ pub struct KafkaConfig {
 }
 
 /// Search engine settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchConfig {
     /// Base URL, e.g. `http://127.0.0.1:9200`; unset means the stage runs without a search engine.
@@ -390,7 +390,7 @@ pub struct SearchConfig {
 }
 
 /// Telemetry endpoint settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// Address of the `/metrics`, `/healthz` and `/readyz` server.
@@ -398,7 +398,7 @@ pub struct TelemetryConfig {
 }
 
 /// Log output settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter such as `info` or `geostream=debug,rdkafka=warn`; `RUST_LOG` overrides it.
@@ -408,7 +408,7 @@ pub struct LogConfig {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.

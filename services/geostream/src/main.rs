@@ -7,6 +7,7 @@
 
 mod analyze;
 mod config;
+mod config_reference;
 mod decode;
 mod feeds_cli;
 mod registry_cli;
@@ -80,6 +81,9 @@ enum ConfigCommand {
     Print,
     /// Validate the configuration and exit non-zero listing every problem.
     Check,
+    /// Print the configuration reference (every key, its type, default, environment variable and
+    /// meaning) as Markdown: `docs/config.md`.
+    Reference,
 }
 
 /// Failures the binary reports; the exit code tells scripts which kind it was.
@@ -169,6 +173,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
     if let Command::Openapi = &cli.command {
         println!("{}", geostream_api::openapi::json());
+        return Ok(());
+    }
+    if let Command::Config(ConfigCommand::Reference) = &cli.command {
+        print!("{}", config_reference::markdown());
         return Ok(());
     }
     if let Command::Analyze(args) = &cli.command {

@@ -15,7 +15,7 @@ use crate::render::TopicTemplate;
 
 /// One `[[outputs]]` entry: a name, what it receives (`filter`) and exactly one of `webhook`,
 /// `mqtt` or `kafka`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// Unique name: metrics label, dead-letter `source`, log field.
@@ -52,7 +52,7 @@ fn default_true() -> bool {
 }
 
 /// `[outputs.filter]`: every non-empty list must match (and), any entry within a list may (or).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterConfig {
     /// Event kinds (`enter`, `exit`, `gap`, ...).
@@ -76,7 +76,7 @@ impl Default for FilterConfig {
 }
 
 /// `[outputs.webhook]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// `http://` or `https://` URL the events are POSTed to.
@@ -97,7 +97,7 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// `[outputs.mqtt]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// `mqtt://host:1883` or `mqtts://host:8883`.
@@ -132,7 +132,7 @@ fn default_qos() -> u8 {
 }
 
 /// `[outputs.kafka]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaOutputConfig {
     /// Destination topic (created beforehand; the output does not create topics).
