@@ -27,7 +27,9 @@
 # run, the script says so, still prints the other figures, and exits 1.
 #
 # Then the benchmarks against real services (`cargo bench -p geostream-benches`, see
-# docs/benchmarks.md): `sink_vs_bulk/sink` (the sink stage draining Kafka into Elasticsearch,
+# docs/benchmarks.md): `ingest_vs_producer_perf/ingest` (the ingest stage delivering a file feed to
+# Kafka, records/s) against `ingest_vs_producer_perf/producer_perf` (Kafka's own ProducerPerformance
+# sending the same values to the same broker, no target), `sink_vs_bulk/sink` (the sink stage draining Kafka into Elasticsearch,
 # records/s) against `sink_vs_bulk/raw_bulk` (a raw `_bulk` loader sending the same documents to the
 # same Elasticsearch in the same run; target ratio 0.8), and the latest-in-bbox query under
 # concurrent load: `latest_latency/api` against `latest_latency/search` (queries/s), and
@@ -98,6 +100,8 @@ else
   fi
   eval "$(scripts/testenv.sh env)"
   # shellcheck disable=SC2086
+  cargo bench -p geostream-benches --bench ingest_vs_producer_perf -- $BENCH_ARGS "$@" >&2
+  # shellcheck disable=SC2086
   cargo bench -p geostream-benches --bench sink_vs_bulk -- $BENCH_ARGS "$@" >&2
   # shellcheck disable=SC2086
   BENCH_REPORT=$latency_report cargo bench -p geostream-benches --bench latest_latency -- $BENCH_ARGS "$@" >&2
@@ -156,13 +160,17 @@ FIGURES = {
     # (each an observation document and its `latest` document) against a raw _bulk loader sending
     # the same documents in the same run; queries/s of the latest-in-bbox query through the API
     # against the same queries sent straight to _search.
+    # Records/s the ingest stage delivers to Kafka from a file feed (decode, spool, produce)
+    # against Kafka's ProducerPerformance sending the same values to the same broker.
+    "ingest_vs_producer_perf/ingest": ("ingest_vs_producer_perf/producer_perf", None, None),
+    "ingest_vs_producer_perf/producer_perf": (None, None, None),
     "sink_vs_bulk/sink": ("sink_vs_bulk/raw_bulk", 0.8, None),
     "sink_vs_bulk/raw_bulk": (None, None, None),
     "latest_latency/api": ("latest_latency/search", None, None),
     "latest_latency/search": (None, None, None),
 }
 # Figures of services (several processes, all cores), not of one core.
-NOT_PER_CORE = {"sink_vs_bulk", "latest_latency"}
+NOT_PER_CORE = {"sink_vs_bulk", "latest_latency", "ingest_vs_producer_perf"}
 
 # Tile38 doing the same work (same fences, same points) over loopback -> our index's figure.
 TILE38 = {

@@ -149,6 +149,8 @@ kafka_start() {
 kafka_env() {
   echo "export KAFKA_BOOTSTRAP=127.0.0.1:$GS_KAFKA_PORT"
   echo "export KAFKA_LIB=$GS_KAFKA_HOME/lib"
+  # The JDK the broker runs on, for Kafka's own tools (ProducerPerformance in benchmarks).
+  echo "export KAFKA_JAVA=$(_kafka_java 2>/dev/null || echo java)"
 }
 
 kafka_stop() {
