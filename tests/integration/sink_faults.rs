@@ -1,6 +1,6 @@
 //! The sink against faults the real Elasticsearch cannot produce on demand, injected by the
 //! [`FaultProxy`] test double between the sink and the real engine: a storm of whole-request 429s
-//! (with and without `Retry-After`) and 503s, partial bulk failures (chosen items 429/503), and
+//! (with and without `Retry-After`, which the client reads) and 503s, partial bulk failures (chosen items 429/503), and
 //! mapping errors on chosen documents. Each time every produced record ends up in the index
 //! exactly once (compared by id with what was produced) or, for the mapping errors, on the
 //! dead-letter topic with the engine's error; the sink's retry and dead-letter metrics equal what
@@ -185,4 +185,25 @@ async fn sink_dead_letters_items_the_engine_refuses_as_mapping_errors() {
         .unwrap_or_else(|| panic!("no mapping dead-letter count in\n{metrics}"));
     assert!(line.ends_with(&format!(" {}", refused.len())), "{line}");
     search.cleanup(&tenant).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_client_reads_retry_after_of_a_rejected_bulk_request() {
+    let Some(url) = geostream_tests::service("ELASTICSEARCH_URL", "sink Retry-After") else { return };
+    let proxy = FaultProxy::start(&url).await;
+    proxy.script([
+        BulkFault::Reject { status: 429, retry_after: Some(7) },
+        BulkFault::Reject { status: 503, retry_after: None },
+        BulkFault::Reject { status: 503, retry_after: Some(2) },
+    ]);
+    let client = geostream_sink::client::SearchClient::new(proxy.url(), None, None, Duration::from_secs(30)).unwrap();
+    let body = b"{\"index\":{\"_index\":\"never-written\"}}\n{}\n".to_vec();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let e = client.bulk(body.clone()).await.unwrap_err();
+        assert!(geostream_model::Classify::retryable(&e), "{e}");
+        seen.push(e.retry_after());
+    }
+    assert_eq!(seen, [Some(Duration::from_secs(7)), None, Some(Duration::from_secs(2))]);
+    assert_eq!(proxy.remaining(), 0);
 }

@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc2822;
-
 /// Why an attempt failed; the `reason` label of the failure metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailReason {
@@ -92,18 +89,7 @@ pub fn classify_status(status: u16) -> Option<FailReason> {
     }
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date, relative to `now`. Dates in the past mean
-/// "now"; unreadable values are ignored (the backoff applies).
-pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is a subset of RFC 2822 syntax.
-    let at = OffsetDateTime::parse(v, &Rfc2822).ok()?;
-    let d = at - now;
-    Some(if d.is_positive() { d.unsigned_abs() } else { Duration::ZERO })
-}
+pub use geostream_model::backoff::parse_retry_after;
 
 /// The next step after an attempt. `attempts` counts attempts made so far including this one;
 /// `max_attempts` 0 means no limit; `backoff` is the jittered wait drawn for this failure;
@@ -161,17 +147,6 @@ mod tests {
         let permanent: Vec<u16> =
             (100..1000).filter(|s| classify_status(*s).is_some_and(FailReason::permanent)).collect();
         assert_eq!(permanent.len(), 100 + 100 - 2, "3xx and 4xx except 408 and 429");
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = OffsetDateTime::from_unix_timestamp(784_111_777).unwrap(); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     fn failed(reason: FailReason, retry_after: Option<u64>) -> Outcome {

@@ -48,6 +48,8 @@ pub enum ClientError {
         status: u16,
         /// The start of the answer.
         body: String,
+        /// The engine's `Retry-After` on a 429 or 503 (a proxy in front of it may send one).
+        retry_after: Option<Duration>,
     },
     /// The node info was not understood.
     #[error("{url}: {source}")]
@@ -75,6 +77,16 @@ impl Classify for ClientError {
 
     fn retryable(&self) -> bool {
         self.class() == ErrorClass::External
+    }
+}
+
+impl ClientError {
+    /// How long the engine asked to be left alone, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 }
 
@@ -134,6 +146,7 @@ impl SearchClient {
             url: self.url.clone(),
             status,
             body: text.chars().take(BODY_EXCERPT).collect(),
+            retry_after: None,
         }
     }
 
@@ -167,8 +180,19 @@ impl SearchClient {
         let what = "POST /_bulk";
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-        let (status, _, answer) = self.request(what, Method::Post, "/_bulk", headers, Some(body)).await?;
-        if status == 200 { Ok(answer) } else { Err(self.status_error(what, status, &answer)) }
+        let (status, headers, answer) = self.request(what, Method::Post, "/_bulk", headers, Some(body)).await?;
+        if status == 200 {
+            return Ok(answer);
+        }
+        let mut e = self.status_error(what, status, &answer);
+        if let ClientError::Status { retry_after, .. } = &mut e
+            && matches!(status, 429 | 503)
+        {
+            *retry_after = headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| {
+                geostream_model::backoff::parse_retry_after(v, geostream_model::time::OffsetDateTime::now_utc())
+            });
+        }
+        Err(e)
     }
 
     /// Makes recent writes visible to search (tests and tools; the sink never needs it).

@@ -441,9 +441,9 @@ impl Worker {
         while !state.settled() {
             let sent = state.pending();
             let body = state.body(&sent);
-            let answers = match self.client.bulk(body).await {
-                Ok(answer) => parse_response(&answer, sent.len()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            let (answers, retry_after) = match self.client.bulk(body).await {
+                Ok(answer) => (parse_response(&answer, sent.len()).map_err(|e| e.to_string()), None),
+                Err(e) => (Err(e.to_string()), e.retry_after()),
             };
             match answers {
                 Ok(answers) => {
@@ -469,7 +469,7 @@ impl Worker {
                 }
                 Err(e) => {
                     self.metrics.request_errors.inc();
-                    let wait = backoff.next_delay();
+                    let wait = retry_wait(backoff.next_delay(), retry_after, self.settings.max_backoff);
                     tracing::warn!(error = %e, items = sent.len(), retry_in_ms = wait.as_millis() as u64,
                         "bulk request failed; sending it again");
                     self.pause(wait).await?;
@@ -603,6 +603,13 @@ struct LagUpdates {
     running: bool,
 }
 
+/// The wait before sending a failed request again: the backoff, or longer when the engine asked
+/// for it with `Retry-After`, but never beyond `max` (the stage must not sleep for hours because a
+/// proxy said so).
+fn retry_wait(backoff: Duration, retry_after: Option<Duration>, max: Duration) -> Duration {
+    backoff.max(retry_after.unwrap_or_default().min(max))
+}
+
 /// The bytes of the records' values.
 fn bytes_of(batch: &[OwnedMessage]) -> usize {
     batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum()
@@ -658,6 +665,15 @@ mod tests {
         (tiny.batch_max_bytes, tiny.batch_max_records) = (10, 0);
         let p = consumer_properties(&tiny);
         assert_eq!((p["queued.max.messages.kbytes"].as_str(), p["queued.min.messages"].as_str()), ("1", "1"));
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_wait_up_to_the_cap_and_never_shortens_it() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_wait(s(2), None, s(30)), s(2));
+        assert_eq!(retry_wait(s(2), Some(s(10)), s(30)), s(10));
+        assert_eq!(retry_wait(s(2), Some(s(1)), s(30)), s(2), "never shorter than the backoff");
+        assert_eq!(retry_wait(s(2), Some(s(3600)), s(30)), s(30), "capped");
     }
 
     #[test]

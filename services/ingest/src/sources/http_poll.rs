@@ -228,7 +228,7 @@ impl Poller<'_> {
         }
         if !status.is_success() {
             let retry_after = matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
-                .then(|| resp.headers().get(header::RETRY_AFTER).and_then(parse_retry_after))
+                .then(|| resp.headers().get(header::RETRY_AFTER).and_then(parse_retry_after_header))
                 .flatten();
             let excerpt = tokio::select! {
                 () = self.cancel.cancelled() => return Ok(Polled::Cancelled),
@@ -313,9 +313,9 @@ fn excerpt(body: &[u8]) -> String {
     if text.is_empty() { String::new() } else { format!(": {text}") }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare for feeds and is ignored).
-fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
-    v.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// `Retry-After` in seconds or as an HTTP date.
+fn parse_retry_after_header(v: &HeaderValue) -> Option<Duration> {
+    geostream_model::backoff::parse_retry_after(v.to_str().ok()?, geostream_model::time::OffsetDateTime::now_utc())
 }
 
 #[cfg(test)]
@@ -343,8 +343,13 @@ mod tests {
 
     #[test]
     fn retry_after_and_excerpts_are_read_defensively() {
-        assert_eq!(parse_retry_after(&HeaderValue::from_static(" 30 ")), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(parse_retry_after_header(&HeaderValue::from_static(" 30 ")), Some(Duration::from_secs(30)));
+        // A date in the past means now.
+        assert_eq!(
+            parse_retry_after_header(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after_header(&HeaderValue::from_static("later")), None);
         assert_eq!(excerpt(b"  "), "");
         assert_eq!(excerpt(b"{\"error\":\n\"quota\"}"), ": {\"error\": \"quota\"}");
         assert_eq!(excerpt(&[b'x'; 500]).len(), 202);
