@@ -219,6 +219,7 @@ fn prepare(rt: &tokio::runtime::Runtime) -> (Arc<Setup>, ApiStage, reqwest::Clie
         // query latency, not the per-token budget.
         limits: geostream_api::limits::Limits { requests_per_s: 1_000_000, burst: 1_000_000, ..Default::default() },
         dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
+        tls: None,
     };
     let telemetry = Telemetry::new("api", tenant.as_str());
     let stage = rt.block_on(ApiStage::start(settings, &telemetry)).expect("the API starts");

@@ -290,6 +290,7 @@ async fn contract(backend: Backend) {
         max_live_clients: 4,
         limits: geostream_api::limits::Limits::default(),
         dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
+        tls: None,
     };
     let telemetry = Telemetry::new("api", tenant.as_str());
     let stage = match store {
@@ -581,6 +582,7 @@ async fn api_registry_round_trip_on_kafka() {
         max_live_clients: 4,
         limits: geostream_api::limits::Limits::default(),
         dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
+        tls: None,
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let http = reqwest::Client::new();
@@ -704,6 +706,7 @@ async fn api_live_push_delivers_exactly_the_observations_in_the_box() {
         max_live_clients: 1,
         limits: geostream_api::limits::Limits::default(),
         dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
+        tls: None,
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let pos = |o: &Observation| {
@@ -812,4 +815,124 @@ async fn api_live_push_drops_a_slow_client_with_a_reason() {
         LiveItem::Dropped(why) => assert!(why.contains("behind"), "{why}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// `openssl` (a real tool, as an operator or cert-manager would use) in `dir`; must succeed.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A test CA and two server certificates for 127.0.0.1 signed by it (`leaf1`, `leaf2`), as PEM,
+/// plus each leaf as DER to recognise which one the server presents.
+fn test_pki(dir: &std::path::Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=geostream test CA"],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    for leaf in ["leaf1", "leaf2"] {
+        let (key, csr, crt, der) =
+            (format!("{leaf}.key"), format!("{leaf}.csr"), format!("{leaf}.crt"), format!("{leaf}.der"));
+        openssl(dir, &[&["req"], &ec[..], &["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]].concat());
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        );
+        openssl(dir, &["x509", "-in", &crt, "-outform", "der", "-out", &der]);
+    }
+}
+
+/// The API over HTTPS: a client trusting the CA gets answers (and auth still applies), plain HTTP
+/// and clients that do not trust the CA get none, and a renewed certificate written over the files
+/// is served without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_serves_https_and_picks_up_a_renewed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    test_pki(dir.path());
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(dir.path().join("leaf1.crt"), &cert).unwrap();
+    std::fs::copy(dir.path().join("leaf1.key"), &key).unwrap();
+    let tenant: TenantId = geostream_tests::unique("api-tls").parse().unwrap();
+    let settings = ApiSettings {
+        tenant: tenant.clone(),
+        naming: Naming::default(),
+        kafka: BTreeMap::new(),
+        url: "http://127.0.0.1:9".into(),
+        username: None,
+        password: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tokens: BTreeMap::from([(tenant.to_string(), vec![READ.to_owned()])]),
+        admin_token: None,
+        request_timeout: Duration::from_secs(5),
+        max_live_clients: 4,
+        limits: geostream_api::limits::Limits::default(),
+        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
+        tls: Some(geostream_api::stage::TlsFiles { cert: cert.clone(), key: key.clone() }),
+    };
+    let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("ca.crt")).unwrap()).unwrap();
+    // A new client per request: a pooled connection would keep the certificate it started with.
+    let trusting = || {
+        reqwest::Client::builder()
+            .add_root_certificate(ca.clone())
+            .tls_info(true)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let https = format!("https://{}", stage.addr());
+
+    let r = trusting().get(format!("{https}/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let presented = |r: &reqwest::Response| {
+        r.extensions().get::<reqwest::tls::TlsInfo>().and_then(|t| t.peer_certificate()).map(<[u8]>::to_vec)
+    };
+    assert_eq!(presented(&r), Some(std::fs::read(dir.path().join("leaf1.der")).unwrap()));
+    let r = trusting().get(format!("{https}/v1/{tenant}/latest")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "tokens are still required over TLS");
+
+    let plain = reqwest::Client::new().get(format!("http://{}/openapi.json", stage.addr())).send().await;
+    assert!(plain.map_or(true, |r| !r.status().is_success()), "plain HTTP must not be answered");
+    let untrusting = reqwest::Client::new().get(format!("{https}/openapi.json")).send().await;
+    assert!(untrusting.is_err(), "a client that does not trust the CA must fail the handshake");
+
+    // Renewal: the new pair replaces the files (key first, as a Secret update lands both).
+    std::fs::copy(dir.path().join("leaf2.key"), &key).unwrap();
+    std::fs::copy(dir.path().join("leaf2.crt"), &cert).unwrap();
+    let want = std::fs::read(dir.path().join("leaf2.der")).unwrap();
+    let mut served = None;
+    for _ in 0..150 {
+        let r = trusting().get(format!("{https}/openapi.json")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        served = presented(&r);
+        if served.as_deref() == Some(&want[..]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.as_deref(), Some(&want[..]), "the renewed certificate was never served");
+    stage.shutdown().await;
 }

@@ -170,6 +170,7 @@ async fn dashboard_shows_a_replay_live_and_a_clicked_tracks_history() {
             request_timeout: Duration::from_secs(30),
             max_live_clients: 8,
             dashboard_dir: root.join("web/dist"),
+            tls: None,
             limits: geostream_api::limits::Limits::default(),
         },
         &api_telemetry,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum_server::tls_rustls::RustlsConfig;
 use geostream_ingest::registry::RegistryClient;
 use geostream_model::{Naming, TenantId, TopicKind};
 use geostream_processor::registry::RegistryTopic;
@@ -51,7 +52,24 @@ pub struct ApiSettings {
     pub limits: crate::limits::Limits,
     /// The built map dashboard (`scripts/dashboard.sh` writes `web/dist`).
     pub dashboard_dir: std::path::PathBuf,
+    /// Serve HTTPS with this certificate and key; none = plain HTTP (behind a TLS-terminating
+    /// ingress).
+    pub tls: Option<TlsFiles>,
 }
+
+/// PEM files of the API's certificate (chain) and private key, e.g. a mounted `kubernetes.io/tls`
+/// Secret. They are read again when they change, so a renewed certificate (cert-manager) is
+/// served without a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
+/// How often the certificate files are checked for a renewal.
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for ApiSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,6 +98,18 @@ pub enum StageError {
     Listen {
         /// The address.
         addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be read or used.
+    #[error(
+        "api: TLS certificate {cert} / key {key}: {source} (fix: api.tls_cert_file and api.tls_key_file must name PEM files of a certificate chain and its private key)"
+    )]
+    Tls {
+        /// The certificate file.
+        cert: String,
+        /// The key file.
+        key: String,
         /// The error.
         source: std::io::Error,
     },
@@ -178,12 +208,40 @@ impl ApiStage {
         let addr = listener.local_addr().map_err(|source| StageError::Listen { addr: settings.listen, source })?;
         let stop = cancel.clone();
         let app = router(state);
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "api server stopped");
+        let scheme = if settings.tls.is_some() { "https" } else { "http" };
+        let server = match &settings.tls {
+            None => tokio::spawn(async move {
+                let served =
+                    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "api server stopped");
+                }
+            }),
+            Some(files) => {
+                let tls_error = |source| StageError::Tls {
+                    cert: files.cert.display().to_string(),
+                    key: files.key.display().to_string(),
+                    source,
+                };
+                let config = RustlsConfig::from_pem_file(&files.cert, &files.key).await.map_err(tls_error)?;
+                let std_listener = listener.into_std().map_err(|source| StageError::Listen { addr, source })?;
+                let server = axum_server::from_tcp_rustls(std_listener, config.clone())
+                    .map_err(|source| StageError::Listen { addr, source })?;
+                let handle = axum_server::Handle::new();
+                let reload = tokio::spawn(reload_certificates(config, files.clone(), stop.clone()));
+                let shutdown = handle.clone();
+                tokio::spawn(async move {
+                    stop.cancelled().await;
+                    shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+                });
+                tokio::spawn(async move {
+                    if let Err(e) = server.handle(handle).serve(app.into_make_service()).await {
+                        tracing::error!(error = %e, "api server stopped");
+                    }
+                    reload.abort();
+                })
             }
-        });
+        };
         let stop = cancel.clone();
         let probe = tokio::spawn(async move {
             loop {
@@ -197,7 +255,7 @@ impl ApiStage {
                 }
             }
         });
-        tracing::info!(%addr, tenant = %settings.tenant, "api listening");
+        tracing::info!(%addr, scheme, tenant = %settings.tenant, "api listening");
         Ok(ApiStage { addr, cancel, server, probe, follower })
     }
 
@@ -236,4 +294,34 @@ pub async fn run(
     tracing::info!("api shutting down");
     stage.shutdown().await;
     Ok(())
+}
+
+/// Reads the certificate files again whenever their modification times change. A renewal that
+/// cannot be used (a half-written file, a key that does not match) keeps the previous certificate
+/// and is logged; the next check tries again.
+async fn reload_certificates(config: RustlsConfig, files: TlsFiles, stop: CancellationToken) {
+    let stamp = |f: &TlsFiles| {
+        let m = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        (m(&f.cert), m(&f.key))
+    };
+    let mut seen = stamp(&files);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(TLS_RELOAD_CHECK) => {}
+        }
+        let now = stamp(&files);
+        if now == seen {
+            continue;
+        }
+        match config.reload_from_pem_file(&files.cert, &files.key).await {
+            Ok(()) => {
+                seen = now;
+                tracing::info!(cert = %files.cert.display(), "api TLS certificate reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, cert = %files.cert.display(), "api TLS certificate not reloaded; serving the previous one")
+            }
+        }
+    }
 }

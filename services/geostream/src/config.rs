@@ -215,6 +215,12 @@ pub struct ApiConfig {
     /// With the `archive` backend: most records the live layer keeps per topic beyond what the
     /// archive holds (older ones are dropped and counted; the archive catches up with them).
     pub live_tail: usize,
+    /// PEM certificate chain for HTTPS (e.g. `tls.crt` of a mounted `kubernetes.io/tls` Secret);
+    /// set together with `tls_key_file`. Unset = plain HTTP. Renewed files are picked up within
+    /// 5 s without a restart.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Where `geostream api` answers queries from.
@@ -245,6 +251,8 @@ impl Default for ApiConfig {
             dashboard_dir: PathBuf::from("web/dist"),
             backend: ApiBackend::Auto,
             live_tail: 100_000,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -761,6 +769,18 @@ impl Config {
                 fix: "e.g. 100000".into(),
             });
         }
+        match (&self.api.tls_cert_file, &self.api.tls_key_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                let missing = if self.api.tls_cert_file.is_none() { "api.tls_cert_file" } else { "api.tls_key_file" };
+                problems.push(Problem {
+                    key: missing.into(),
+                    problem: "is unset while the other half of the API's TLS pair is set".into(),
+                    fix: "set both api.tls_cert_file and api.tls_key_file (PEM files), or neither for plain HTTP"
+                        .into(),
+                });
+            }
+            _ => {}
+        }
         self.validate_archive(&mut problems);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem {
@@ -1189,6 +1209,14 @@ topic = "geostream/{tenant}/{kind}/{track}"
         let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert!(keys.contains(&"api.live_tail") && keys.contains(&"archive.url"), "{keys:?}");
+        c.api.backend = ApiBackend::Auto;
+        c.api.live_tail = 10;
+        c.api.tls_cert_file = Some("/run/tls/tls.crt".into());
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["api.tls_key_file"], "TLS needs both files");
+        c.api.tls_key_file = Some("/run/tls/tls.key".into());
+        c.validate().unwrap();
     }
 
     #[test]

@@ -143,6 +143,8 @@ impl CliError {
             CliError::Process(_) => 74,
             CliError::Api(geostream_api::stage::StageError::Client(_)) => 78,
             CliError::Api(geostream_api::stage::StageError::Listen { .. }) => 74,
+            // A certificate or key file that cannot be read or used: configuration (or its Secret).
+            CliError::Api(geostream_api::stage::StageError::Tls { .. }) => 78,
             // The archive could not be read at start: its volume or object store.
             CliError::Api(geostream_api::stage::StageError::Archive(_)) => 74,
             CliError::Operator(geostream_operator::stage::StageError::Catalog(_)) => 78,
@@ -610,6 +612,10 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
             max_body_bytes: api.max_body_bytes,
         },
         dashboard_dir: api.dashboard_dir.clone(),
+        tls: match (&api.tls_cert_file, &api.tls_key_file) {
+            (Some(cert), Some(key)) => Some(geostream_api::stage::TlsFiles { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        },
     };
     runtime()?.block_on(async {
         let telemetry = start_telemetry(valid, "api").await?;
