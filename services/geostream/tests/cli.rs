@@ -1141,3 +1141,39 @@ fn secrets_never_reach_the_output_or_the_logs_even_at_trace_level() {
     eprintln!("geostream api wrote {} log lines", logs.lines().count());
     assert_no_secret("geostream api", &logs);
 }
+
+#[test]
+fn kafka_acls_prints_commands_or_json_for_the_configured_tenant_and_refuses_a_bad_principal() {
+    let env =
+        [("GEOSTREAM_TENANT", "acme"), ("GEOSTREAM_TOPIC_PREFIX", "prod."), ("GEOSTREAM_KAFKA__BOOTSTRAP", "k1:9093")];
+    let out = geostream(&["kafka", "acls", "--principal", "User:acme"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let commands: Vec<&str> = text.lines().filter(|l| l.starts_with("kafka-acls.sh ")).collect();
+    assert!(commands.len() >= 5, "{text}");
+    assert!(commands.iter().all(|c| c.contains("--bootstrap-server k1:9093 --command-config admin.properties --add")));
+    assert!(text.contains("--topic prod.acme. --resource-pattern-type prefixed"), "{text}");
+    assert!(text.contains("--group geostream-acme-process --resource-pattern-type literal"), "{text}");
+    assert!(text.contains("--transactional-id geostream-acme-process- --resource-pattern-type prefixed"), "{text}");
+
+    let out = geostream(&["kafka", "acls", "--principal", "User:acme", "--format", "json"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bindings = json.as_array().unwrap();
+    assert_eq!(bindings.len(), commands.len());
+    assert!(bindings.iter().all(|b| b["principal"] == "User:acme" && b["permission"] == "ALLOW"), "{json}");
+
+    let out = geostream(&["kafka", "acls", "--principal", "acme"], &env);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("User:<name>"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unreadable_kafka_password_file_stops_a_stage_with_a_config_exit_code() {
+    let out = geostream(
+        &["process"],
+        &[("GEOSTREAM_TENANT", "acme"), ("GEOSTREAM_KAFKA__SASL_PASSWORD_FILE", "/nonexistent/kafka-password")],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("kafka.sasl_password_file") && stderr(&out).contains("/nonexistent/kafka-password"));
+}
