@@ -8,9 +8,10 @@
 //! - the stages' consumer groups `geostream-t-process`, `-sink`, `-outputs`, `-archive`, named
 //!   literally because tenant ids may contain '-': a prefix `geostream-t-` would also match the
 //!   groups of tenant `t-x`;
-//! - reader groups named after a topic (`p t.<kind>.reader`, `p t.observations.ingest-recovery`),
-//!   covered by the topic prefix `p t.`, which no other tenant's names start with (tenant ids
-//!   contain no '.');
+//! - groups named after a topic (registry readers `p t.<kind>.reader`, ingest's spool recovery
+//!   `p t.observations.ingest-recovery`, the API's followers `p t.<kind>.api-live`, `.api-local`,
+//!   `.api-feed-status`), covered by the topic prefix `p t.`, which no other tenant's names start
+//!   with (tenant ids contain no '.');
 //! - the processor's transactional ids `geostream-t-process-<instance>`.
 //!
 //! Idempotent producers need no cluster-level ACL on Kafka 3.0 and later (KIP-679): write access
@@ -189,7 +190,7 @@ pub fn tenant_acls(naming: &Naming, tenant: &TenantId, principal: &str) -> Resul
             Prefixed,
             topic_prefix,
             vec![Read],
-            "registry readers (<topic>.reader) and ingest's spool recovery (<topic>.ingest-recovery)",
+            "groups named after a topic: registry readers, ingest's spool recovery, the API's followers",
         ),
         binding(
             Group,
