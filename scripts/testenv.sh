@@ -8,7 +8,7 @@
 #   scripts/testenv.sh freeze|thaw svc  SIGSTOP/SIGCONT a started service (chaos tests: clients see a
 #                                       silent network partition; connections hang, none is reset)
 #
-# Services: kafka elasticsearch opensearch mosquitto kubetools kube (kine + kube-apiserver) browser
+# Services: kafka kafka-secure (SASL/SCRAM over TLS, ACLs on) elasticsearch opensearch mosquitto kubetools kube (kine + kube-apiserver) browser
 # (chromium, node, npm) minio (S3-compatible store) pyarrow (a Python GeoParquet reader).
 # A failure names the service, the step and the log file, and exits non-zero.
 set -euo pipefail
@@ -17,9 +17,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/testenv/common.sh
 . "$HERE/testenv/common.sh"
 
-ALL_SERVICES=(kafka elasticsearch opensearch mosquitto kubetools kube browser minio pyarrow)
+ALL_SERVICES=(kafka kafka-secure elasticsearch opensearch mosquitto kubetools kube browser minio pyarrow)
 # `up` with no names starts these (all of them: every one serves a test in the suite).
-DEFAULT_SERVICES=(kafka elasticsearch opensearch mosquitto kubetools kube browser minio pyarrow)
+DEFAULT_SERVICES=(kafka kafka-secure elasticsearch opensearch mosquitto kubetools kube browser minio pyarrow)
 for svc in "${ALL_SERVICES[@]}"; do
   # shellcheck disable=SC1090
   . "$HERE/testenv/$svc.sh"
@@ -33,14 +33,14 @@ done
 
 up_one() {
   local svc="$1" t0=$SECONDS
-  if "${svc}_health" >/dev/null 2>&1; then
+  if "${svc//-/_}_health" >/dev/null 2>&1; then
     gs_log "$svc already healthy"
     return 0
   fi
   gs_log "$svc: install"
-  "${svc}_install" || gs_fail "$svc" install "installation failed"
+  "${svc//-/_}_install" || gs_fail "$svc" install "installation failed"
   gs_log "$svc: start"
-  "${svc}_start" || gs_fail "$svc" start "start failed"
+  "${svc//-/_}_start" || gs_fail "$svc" start "start failed"
   gs_log "$svc: healthy ($((SECONDS - t0))s)"
 }
 
@@ -49,17 +49,17 @@ case "$cmd" in
     for svc in "${services[@]}"; do up_one "$svc"; done
     ;;
   down)
-    for ((i = ${#services[@]} - 1; i >= 0; i--)); do "${services[$i]}_stop"; done
+    for ((i = ${#services[@]} - 1; i >= 0; i--)); do s="${services[$i]}"; "${s//-/_}_stop"; done
     ;;
   status)
     rc=0
     for svc in "${services[@]}"; do
-      if "${svc}_health" >/dev/null 2>&1; then echo "$svc: healthy"; else echo "$svc: DOWN (log: $(gs_logfile "$svc"))"; rc=1; fi
+      if "${svc//-/_}_health" >/dev/null 2>&1; then echo "$svc: healthy"; else echo "$svc: DOWN (log: $(gs_logfile "$svc"))"; rc=1; fi
     done
     exit "$rc"
     ;;
   env)
-    for svc in "${ALL_SERVICES[@]}"; do "${svc}_env"; done
+    for svc in "${ALL_SERVICES[@]}"; do "${svc//-/_}_env"; done
     ;;
   freeze|thaw)
     sig=STOP; [ "$cmd" = thaw ] && sig=CONT

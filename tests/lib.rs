@@ -57,3 +57,83 @@ pub fn unique(prefix: &str) -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xff_ffff)
 }
+
+/// The SASL/SCRAM + TLS broker with ACLs enforced (`scripts/testenv.sh up kafka-secure`), and Kafka's
+/// own admin tools run against it as its super user.
+#[derive(Debug, Clone)]
+pub struct SecureKafka {
+    /// `host:port` of its SASL_SSL listener.
+    pub bootstrap: String,
+    /// The CA certificate (PEM) that signed the broker's certificate.
+    pub ca: String,
+    admin_config: String,
+    java: String,
+    lib: String,
+}
+
+impl SecureKafka {
+    /// The broker from the environment, by the missing-service rule of [`service`].
+    pub fn from_env(test: &str) -> Option<Self> {
+        Some(Self {
+            bootstrap: service("KAFKA_SECURE_BOOTSTRAP", test)?,
+            ca: service("KAFKA_SECURE_CA", test)?,
+            admin_config: service("KAFKA_SECURE_ADMIN_CONFIG", test)?,
+            java: service("KAFKA_JAVA", test)?,
+            lib: service("KAFKA_LIB", test)?,
+        })
+    }
+
+    /// Runs one of Kafka's admin tools (e.g. `org.apache.kafka.tools.AclCommand`) as the super user
+    /// and panics with its output when it fails.
+    pub fn admin_tool(&self, class: &str, args: &[String]) -> String {
+        let out = std::process::Command::new(&self.java)
+            .arg("-Xmx256m")
+            .arg("-cp")
+            .arg(format!("{}/*", self.lib))
+            .arg(class)
+            .args(["--bootstrap-server", &self.bootstrap, "--command-config", &self.admin_config])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {class}: {e}"));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{class} {args:?} failed: {text}");
+        text
+    }
+
+    /// Creates (or resets) a SCRAM-SHA-512 user.
+    pub fn create_user(&self, user: &str, password: &str) {
+        self.admin_tool(
+            "org.apache.kafka.tools.ConfigCommand",
+            &[
+                "--alter".into(),
+                "--add-config".into(),
+                format!("SCRAM-SHA-512=[password={password}]"),
+                "--entity-type".into(),
+                "users".into(),
+                "--entity-name".into(),
+                user.into(),
+            ],
+        );
+    }
+
+    /// Applies one `kafka-acls.sh` argument list (everything after `--command-config <file>`).
+    pub fn kafka_acls(&self, args: &[String]) -> String {
+        self.admin_tool("org.apache.kafka.tools.AclCommand", args)
+    }
+
+    /// librdkafka properties for `user` over SASL_SSL, as a stage gets them from
+    /// `[kafka] properties` in its configuration.
+    pub fn client_properties(&self, user: &str, password: &str) -> std::collections::BTreeMap<String, String> {
+        [
+            ("bootstrap.servers", self.bootstrap.as_str()),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", user),
+            ("sasl.password", password),
+            ("ssl.ca.location", self.ca.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}

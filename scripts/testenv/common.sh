@@ -2,6 +2,7 @@
 # Shared helpers for scripts/testenv.sh and the per-service files beside this one.
 #
 # Contract for a service file scripts/testenv/<svc>.sh (sourced, never executed):
+# (a "-" in a service name becomes "_" in its function names, e.g. kafka_secure_start)
 #   <svc>_install   download/build into $GS_CACHE (idempotent, safe to re-run, cache-aware)
 #   <svc>_start     start on 127.0.0.1 if not already running; write $GS_RUN/pids/<svc>.pid
 #   <svc>_health    return 0 when the service answers (may be called repeatedly)
@@ -18,6 +19,8 @@ mkdir -p "$GS_CACHE/dl" "$GS_LOGS" "$GS_PIDS"
 # Fixed, non-default loopback ports so a developer's own services on the usual ports never clash.
 GS_KAFKA_PORT="${GS_KAFKA_PORT:-19092}"
 GS_KAFKA_CONTROLLER_PORT="${GS_KAFKA_CONTROLLER_PORT:-19093}"
+GS_KAFKA_SECURE_PORT="${GS_KAFKA_SECURE_PORT:-19095}"
+GS_KAFKA_SECURE_CONTROLLER_PORT="${GS_KAFKA_SECURE_CONTROLLER_PORT:-19096}"
 GS_ES_PORT="${GS_ES_PORT:-19200}"
 GS_ES_TRANSPORT_PORT="${GS_ES_TRANSPORT_PORT:-19300}"
 GS_OS_PORT="${GS_OS_PORT:-19201}"

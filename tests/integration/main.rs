@@ -9,6 +9,7 @@ mod faultproxy;
 mod helm;
 mod ingest;
 mod kafka;
+mod kafka_secure;
 mod kube;
 mod mqtt;
 mod operator;

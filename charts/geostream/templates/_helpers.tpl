@@ -147,3 +147,36 @@ topologySpreadConstraints:
     optional: false
 {{- end }}
 {{- end -}}
+
+{{/* The Kafka SASL password and CA Secrets, mounted into every stage when set. */}}
+{{- define "geostream.kafkaSecretMounts" -}}
+{{- if .Values.kafka.sasl.existingSecret }}
+- name: kafka-sasl
+  mountPath: /var/run/secrets/geostream-kafka/sasl
+  readOnly: true
+{{- end }}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  mountPath: /var/run/secrets/geostream-kafka/ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "geostream.kafkaSecretVolumes" -}}
+{{- if .Values.kafka.sasl.existingSecret }}
+- name: kafka-sasl
+  secret:
+    secretName: {{ .Values.kafka.sasl.existingSecret }}
+    items:
+      - key: {{ .Values.kafka.sasl.existingSecretKey }}
+        path: password
+{{- end }}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.tls.caSecret }}
+    items:
+      - key: {{ .Values.kafka.tls.caSecretKey }}
+        path: ca.pem
+{{- end }}
+{{- end -}}

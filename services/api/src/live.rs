@@ -91,8 +91,9 @@ pub async fn open(
         cfg.set(k, v);
     }
     // A group id is required by the client but never used: partitions are assigned, not
-    // subscribed, and nothing is committed.
-    cfg.set("group.id", "geostream-api-live")
+    // subscribed, and nothing is committed. Named after the topic so it falls under the tenant's
+    // prefix, which the tenant's Kafka ACLs cover (and no other tenant's do).
+    cfg.set("group.id", format!("{topic}.api-live"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed");

@@ -120,7 +120,8 @@ async fn dead_letters(
     for (k, v) in kafka {
         cfg.set(k, v);
     }
-    cfg.set("group.id", "geostream-api-feed-status").set("enable.auto.commit", "false");
+    // Unused (partitions are assigned), but required; under the tenant's prefix for its ACLs.
+    cfg.set("group.id", format!("{topic}.api-feed-status")).set("enable.auto.commit", "false");
     let topic = topic.to_owned();
     let since_ms = (since.unix_timestamp_nanos() / 1_000_000) as i64;
     tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, u64>, ApiError> {

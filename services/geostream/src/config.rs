@@ -383,6 +383,9 @@ pub struct KafkaConfig {
     pub bootstrap: String,
     /// Extra librdkafka properties (e.g. `security.protocol`), passed through unchanged.
     pub properties: BTreeMap<String, String>,
+    /// A file holding the SASL password (a mounted secret), read at start and passed to the client
+    /// as `sasl.password`; keeps the password out of the config file and the environment.
+    pub sasl_password_file: Option<PathBuf>,
 }
 
 /// Search engine settings.
@@ -448,7 +451,7 @@ impl Default for Config {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        Self { bootstrap: "127.0.0.1:9092".into(), properties: BTreeMap::new() }
+        Self { bootstrap: "127.0.0.1:9092".into(), properties: BTreeMap::new(), sasl_password_file: None }
     }
 }
 
@@ -580,6 +583,15 @@ impl Config {
             }
         };
         check_bootstrap(&self.kafka.bootstrap, &mut problems);
+        if self.kafka.sasl_password_file.is_some() && self.kafka.properties.contains_key("sasl.password") {
+            problems.push(Problem {
+                key: "kafka.sasl_password_file".into(),
+                problem: "both kafka.sasl_password_file and kafka.properties.\"sasl.password\" are set; which one \
+                          holds the password would be a guess"
+                    .into(),
+                fix: "keep one of them (kafka.sasl_password_file for a mounted secret)".into(),
+            });
+        }
         if let Some(url) = &self.elasticsearch.url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -1118,6 +1130,33 @@ topic = "geostream/{tenant}/{kind}/{track}"
         let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["outputs[0].kafka.topic"]);
+    }
+
+    #[test]
+    fn kafka_sasl_over_tls_loads_from_file_and_env_and_refuses_two_passwords() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "g.toml",
+                "tenant = \"a\"\n[kafka]\nbootstrap = \"k1:9093\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\
+                 \"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"a\"\n\"ssl.ca.location\" = \"/etc/kafka/ca.pem\"\n",
+            )?;
+            jail.set_env("GEOSTREAM_KAFKA__SASL_PASSWORD_FILE", "/run/secrets/kafka/password");
+            let c = Config::load(Some(Path::new("g.toml")), Config::env_provider()).unwrap();
+            assert_eq!(c.kafka.sasl_password_file.as_deref(), Some(Path::new("/run/secrets/kafka/password")));
+            let v = c.validate().unwrap();
+            let p = v.config.kafka_properties();
+            assert_eq!((p["security.protocol"].as_str(), p["sasl.mechanism"].as_str()), ("SASL_SSL", "SCRAM-SHA-512"));
+            assert!(!p.contains_key("sasl.password"), "the file is read at start, not at load");
+            Ok(())
+        });
+        let mut c = Config { tenant: Some("a".into()), ..Config::default() };
+        c.kafka.sasl_password_file = Some("/run/secrets/kafka/password".into());
+        c.kafka.properties.insert("sasl.password".into(), "hunter2".into());
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else { panic!("expected Invalid") };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["kafka.sasl_password_file"]);
+        let shown = c.to_redacted_toml().unwrap();
+        assert!(!shown.contains("hunter2") && shown.contains("/run/secrets/kafka/password"), "{shown}");
     }
 
     #[test]

@@ -65,6 +65,9 @@ enum Command {
     /// Manage the analytic registry (`<tenant>.analytics`) the processor runs.
     #[command(subcommand)]
     Analytics(registry_cli::RegistryCommand),
+    /// Kafka administration for this tenant.
+    #[command(subcommand)]
+    Kafka(KafkaCommand),
     /// Print the operator's CustomResourceDefinitions as YAML.
     Crdgen,
     /// Print the API's OpenAPI document (the same as its `/openapi.json`).
@@ -86,6 +89,29 @@ enum ConfigCommand {
     Reference,
 }
 
+#[derive(Debug, Subcommand)]
+enum KafkaCommand {
+    /// Print the ACLs the tenant's principal needs to run every stage (and nothing of another
+    /// tenant): `kafka-acls.sh` command lines to apply, or JSON.
+    Acls {
+        /// The tenant's Kafka principal, e.g. `User:acme`.
+        #[arg(long)]
+        principal: String,
+        /// `commands` (shell lines for kafka-acls.sh) or `json`.
+        #[arg(long, value_enum, default_value_t = AclFormat::Commands)]
+        format: AclFormat,
+        /// The admin client properties file the printed commands pass to kafka-acls.sh.
+        #[arg(long, default_value = "admin.properties")]
+        command_config: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AclFormat {
+    Commands,
+    Json,
+}
+
 /// Failures the binary reports; the exit code tells scripts which kind it was.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -99,6 +125,8 @@ enum CliError {
     Feeds(#[from] feeds_cli::FeedsError),
     #[error(transparent)]
     Registry(#[from] registry_cli::RegistryCliError),
+    #[error(transparent)]
+    Principal(#[from] geostream_kafka::acls::PrincipalError),
     #[error(transparent)]
     Ingest(#[from] geostream_ingest::stage::StageError),
     #[error(transparent)]
@@ -132,7 +160,8 @@ impl CliError {
             CliError::Analyze(analyze::AnalyzeError::Io { .. }) => 74,
             CliError::Feeds(e) => e.exit_code(),
             CliError::Registry(e) => e.exit_code(),
-            CliError::Ingest(_) => 74, // EX_IOERR: the volume or a port, not the config
+            CliError::Principal(_) => 64, // EX_USAGE: the --principal argument
+            CliError::Ingest(_) => 74,    // EX_IOERR: the volume or a port, not the config
             // The sink's start-up errors are client construction from configuration (URL, Kafka properties).
             CliError::Sink(_) | CliError::Missing { .. } => 78,
             // Outputs fail to start on their configuration only (a secret, a URL, Kafka properties).
@@ -219,6 +248,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Kafka(KafkaCommand::Acls { principal, format, command_config }) => {
+            let v = cfg.validate()?;
+            let acls = geostream_kafka::acls::tenant_acls(&v.naming, &v.tenant, &principal)?;
+            match format {
+                AclFormat::Json => println!("{}", acls_json(&acls)),
+                AclFormat::Commands => print!("{}", acls_commands(&acls, &v.config.kafka.bootstrap, &command_config)),
+            }
+            Ok(())
+        }
         Command::Crdgen => {
             let crds = geostream_operator::crd::yaml().map_err(|e| CliError::Other(format!("CRDs as YAML: {e}")))?;
             for (_, yaml) in crds {
@@ -229,7 +267,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         command => {
             // Stages need a valid configuration before anything else; report it first so an operator
             // fixes config problems even while a stage is still being built.
-            let valid = cfg.validate()?;
+            let mut valid = cfg.validate()?;
+            read_kafka_password(&mut valid)?;
             init_logging(&valid.config);
             match command {
                 Command::Ingest => run_ingest(&valid),
@@ -283,12 +322,79 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     print!("{out}");
                     Ok(())
                 }
-                Command::Config(_) | Command::Crdgen | Command::Decode(_) | Command::Analyze(_) | Command::Openapi => {
+                Command::Config(_)
+                | Command::Kafka(_)
+                | Command::Crdgen
+                | Command::Decode(_)
+                | Command::Analyze(_)
+                | Command::Openapi => {
                     unreachable!("handled above")
                 }
             }
         }
     }
+}
+
+/// Puts the SASL password from `kafka.sasl_password_file` into the client properties, so every
+/// client a stage builds from `kafka_properties()` authenticates without the password ever being in
+/// the config file or the environment.
+fn read_kafka_password(valid: &mut config::Validated) -> Result<(), CliError> {
+    let Some(path) = valid.config.kafka.sasl_password_file.clone() else { return Ok(()) };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::Config(config::ConfigError::Invalid(vec![config::Problem {
+            key: "kafka.sasl_password_file".into(),
+            problem: format!("{} cannot be read: {e}", path.display()),
+            fix: "mount the secret there or correct the path".into(),
+        }]))
+    })?;
+    // Secrets written with `echo` or by editors end in a newline that is not part of the password.
+    let password = text.trim_end_matches(['\r', '\n']).to_owned();
+    valid.config.kafka.properties.insert("sasl.password".into(), password);
+    Ok(())
+}
+
+/// Shell-quotes `arg` when it holds anything beyond the characters of Kafka names and principals.
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "._-:/=,@+".contains(c)) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+fn acls_commands(acls: &[geostream_kafka::acls::AclBinding], bootstrap: &str, command_config: &str) -> String {
+    let mut out = String::new();
+    for b in acls {
+        let mut words = vec![
+            "kafka-acls.sh".to_owned(),
+            "--bootstrap-server".to_owned(),
+            shell_quote(bootstrap),
+            "--command-config".to_owned(),
+            shell_quote(command_config),
+        ];
+        words.extend(b.add_args().iter().map(|a| shell_quote(a)));
+        out.push_str(&format!("# {}\n{}\n", b.why, words.join(" ")));
+    }
+    out
+}
+
+fn acls_json(acls: &[geostream_kafka::acls::AclBinding]) -> serde_json::Value {
+    serde_json::Value::Array(
+        acls.iter()
+            .map(|b| {
+                serde_json::json!({
+                    "principal": b.principal,
+                    "host": "*",
+                    "permission": "ALLOW",
+                    "resource_type": b.resource.as_str(),
+                    "pattern_type": b.pattern.as_str().to_uppercase(),
+                    "name": b.name,
+                    "operations": b.operations.iter().map(|o| o.as_str().to_uppercase()).collect::<Vec<_>>(),
+                    "why": b.why,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn run_operator(valid: &config::Validated) -> Result<(), CliError> {
@@ -693,4 +799,50 @@ fn init_logging(cfg: &Config) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use geostream_kafka::acls::{Operation, ResourceType, allows, tenant_acls};
+    use geostream_model::{Naming, Stage, TenantId, TopicKind};
+
+    /// The ACL list is computed from the naming contract; the groups the archive and the outputs
+    /// derive for themselves must stay inside it, or a stage would fail on a secured cluster.
+    #[test]
+    fn every_group_and_topic_a_stage_uses_is_allowed_to_its_tenant() {
+        let naming = Naming::new("staging.").unwrap();
+        let tenant: TenantId = "acme".parse().unwrap();
+        let acls = tenant_acls(&naming, &tenant, "User:acme").unwrap();
+        let groups = [
+            naming.consumer_group(&tenant, Stage::Process),
+            naming.consumer_group(&tenant, Stage::Sink),
+            geostream_archive::consumer_group(&naming, &tenant),
+            geostream_outputs::stage::consumer_group(&naming, &tenant),
+            format!("{}.reader", naming.topic(&tenant, TopicKind::Fences)),
+            format!("{}.ingest-recovery", naming.topic(&tenant, TopicKind::Observations)),
+        ];
+        for g in &groups {
+            assert!(allows(&acls, ResourceType::Group, g, Operation::Read), "group {g}");
+        }
+        let tx = format!("{}-processor-0", naming.consumer_group(&tenant, Stage::Process));
+        assert!(allows(&acls, ResourceType::TransactionalId, &tx, Operation::Write), "{tx}");
+        let other: TenantId = "acme-x".parse().unwrap();
+        assert!(!allows(
+            &acls,
+            ResourceType::Group,
+            &geostream_archive::consumer_group(&naming, &other),
+            Operation::Read
+        ));
+    }
+
+    #[test]
+    fn acl_commands_are_shell_safe_and_say_why() {
+        let acls = tenant_acls(&Naming::default(), &"acme".parse().unwrap(), "User:acme").unwrap();
+        let text = super::acls_commands(&acls, "k1:9093,k2:9093", "/etc/kafka/admin client.properties");
+        assert_eq!(text.lines().filter(|l| l.starts_with("kafka-acls.sh ")).count(), acls.len(), "{text}");
+        assert!(text.contains("--command-config '/etc/kafka/admin client.properties'"), "{text}");
+        assert!(text.lines().filter(|l| l.starts_with("# ")).count() == acls.len(), "{text}");
+        assert_eq!(super::shell_quote("it's"), "'it'\\''s'");
+    }
 }

@@ -119,4 +119,46 @@ fn every_workload_of_the_chart_runs_with_a_configuration_the_binary_accepts() {
         ],
     );
     assert_eq!(check(&archive, "archive"), 4);
+    // SASL/SCRAM over TLS: the password and the CA from existing Secrets, mounted into every stage.
+    let secure = rendered(
+        &helm,
+        &[
+            "--set",
+            "kafka.bootstrap=k:9093",
+            "--set",
+            "elasticsearch.url=http://es:9200",
+            "--set",
+            "kafka.properties.security\\.protocol=SASL_SSL",
+            "--set",
+            "kafka.properties.sasl\\.mechanism=SCRAM-SHA-512",
+            "--set",
+            "kafka.properties.sasl\\.username=acme",
+            "--set",
+            "kafka.sasl.existingSecret=kafka-acme",
+            "--set",
+            "kafka.tls.caSecret=kafka-ca",
+        ],
+    );
+    assert_eq!(check(&secure, "sasl over tls"), 4);
+    let toml = secure.iter().find(|d| d["kind"] == "ConfigMap").unwrap()["data"]["geostream.toml"].as_str().unwrap();
+    let cfg: toml::Value = toml::from_str(toml).unwrap();
+    let password_file = cfg["kafka"]["sasl_password_file"].as_str().unwrap();
+    let ca = cfg["kafka"]["properties"]["ssl.ca.location"].as_str().unwrap();
+    assert_eq!(cfg["kafka"]["properties"]["security.protocol"].as_str(), Some("SASL_SSL"));
+    for w in secure.iter().filter(|d| d["kind"] == "StatefulSet" || d["kind"] == "Deployment") {
+        let pod = &w["spec"]["template"]["spec"];
+        let mounts = pod["containers"][0]["volumeMounts"].as_sequence().unwrap();
+        let volumes = pod["volumes"].as_sequence().unwrap();
+        for (volume, secret, key, file) in
+            [("kafka-sasl", "kafka-acme", "password", password_file), ("kafka-ca", "kafka-ca", "ca.crt", ca)]
+        {
+            let v = volumes.iter().find(|v| v["name"] == volume).unwrap_or_else(|| panic!("{volume} in {w:?}"));
+            assert_eq!(v["secret"]["secretName"].as_str(), Some(secret));
+            assert_eq!(v["secret"]["items"][0]["key"].as_str(), Some(key));
+            let m = mounts.iter().find(|m| m["name"] == volume).unwrap();
+            let path =
+                format!("{}/{}", m["mountPath"].as_str().unwrap(), v["secret"]["items"][0]["path"].as_str().unwrap());
+            assert_eq!(path, file, "the config names the file the Secret is mounted as");
+        }
+    }
 }

@@ -575,3 +575,155 @@ fn rebalance_from_one_to_two_to_one_processor_commits_every_result_exactly_once(
     a.terminate();
     check_exactly_once(&bootstrap, &tenant, &expected(&bootstrap, &tenant, &zones));
 }
+
+/// `geostream process` as one tenant on the SASL/SCRAM + TLS broker with ACLs enforced, holding
+/// exactly the ACLs `geostream kafka acls` printed for it (applied as printed) and its password in
+/// a mounted-secret file: it creates its topics, reads its registries, consumes in its group and
+/// commits every input offset in its transactions, with events to show for it. Proves the ACL set
+/// is sufficient for the stage, where the integration tests prove it keeps other tenants out.
+#[test]
+fn the_processor_runs_on_sasl_scram_over_tls_with_only_its_tenants_acls() {
+    let Some(kafka) = geostream_tests::SecureKafka::from_env("process over SASL_SSL") else { return };
+    let tenant = tenant("procsecure");
+    let user = tenant.to_string();
+    let password = format!("pw-{}", geostream_tests::unique("scram"));
+    kafka.create_user(&user, &password);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("kafka-password");
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    let cfg = dir.path().join("geostream.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tenant = \"{tenant}\"\n[kafka]\nbootstrap = \"{}\"\nsasl_password_file = \"{}\"\n[kafka.properties]\n\
+             \"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"{user}\"\n\
+             \"ssl.ca.location\" = \"{}\"\n\"session.timeout.ms\" = \"6000\"\n\
+             [process]\nlateness_s = {LATENESS_S}\ncommit_interval_ms = 100\nmax_batch_records = 50\n\
+             partitions = {PARTITIONS}\ntransaction_timeout_ms = 10000\n",
+            kafka.bootstrap,
+            secret.display(),
+            kafka.ca
+        ),
+    )
+    .unwrap();
+
+    // The ACLs as an operator gets them, applied line by line.
+    let out = Command::new(env!("CARGO_BIN_EXE_geostream"))
+        .args(["--config", cfg.to_str().unwrap(), "kafka", "acls", "--principal", &format!("User:{user}")])
+        .env_remove("GEOSTREAM_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let mut applied = 0;
+    for line in text.lines().filter(|l| l.starts_with("kafka-acls.sh ")) {
+        assert!(!line.contains('\''), "names need no quoting here: {line}");
+        let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(words[1..5], ["--bootstrap-server", &kafka.bootstrap, "--command-config", "admin.properties"]);
+        kafka.kafka_acls(&words[5..]);
+        applied += 1;
+    }
+    assert!(applied >= 5, "{text}");
+
+    // Registries and input as the tenant itself (its own credentials and ACLs).
+    let props = kafka.client_properties(&user, &password);
+    let client = || {
+        let mut c = ClientConfig::new();
+        for (k, v) in &props {
+            c.set(k, v);
+        }
+        c
+    };
+    let input = observations(600);
+    let zones = fences(&input);
+    let geofence: AnalyticSpec = serde_json::from_value(
+        serde_json::json!({"id": "fences", "analytic": {"kind": "geofence", "cross": true, "dwell_s": 60}}),
+    )
+    .unwrap();
+    let obs = topic(&tenant, TopicKind::Observations);
+    rt().block_on(async {
+        let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+        let (registry, fence_topic) = (topic(&tenant, TopicKind::Analytics), topic(&tenant, TopicKind::Fences));
+        let new = [
+            NewTopic::new(&obs, PARTITIONS, TopicReplication::Fixed(1)),
+            NewTopic::new(&registry, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+            NewTopic::new(&fence_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+        ];
+        for r in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
+            r.unwrap();
+        }
+        let p: FutureProducer = client().set("enable.idempotence", "true").create().unwrap();
+        let send = |t: String, k: String, v: Vec<u8>| {
+            let p = p.clone();
+            async move { p.send(FutureRecord::to(&t).key(&k).payload(&v), Duration::from_secs(30)).await.unwrap() }
+        };
+        send(topic(&tenant, TopicKind::Analytics), "fences".into(), serde_json::to_vec(&geofence).unwrap()).await;
+        for f in &zones {
+            send(topic(&tenant, TopicKind::Fences), f.id.to_string(), serde_json::to_vec(f).unwrap()).await;
+        }
+        for o in &input {
+            send(obs.clone(), o.kafka_key().into_owned(), serde_json::to_vec(o).unwrap()).await;
+        }
+    });
+
+    let p = Proc::start(&cfg, &dir.path().join("vol"), "p0");
+    let progress: BaseConsumer = client()
+        .set("group.id", Naming::default().consumer_group(&tenant, Stage::Process))
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut end = 0;
+    let mut tpl = TopicPartitionList::new();
+    for part in 0..PARTITIONS {
+        tpl.add_partition(&obs, part);
+        end += progress.fetch_watermarks(&obs, part, Duration::from_secs(10)).unwrap().1;
+    }
+    assert_eq!(end, input.len() as i64);
+    let mut done = 0;
+    for _ in 0..3000 {
+        let committed = progress.committed_offsets(tpl.clone(), Duration::from_secs(30)).unwrap();
+        done = committed.elements().iter().map(|e| if let Offset::Offset(n) = e.offset() { n } else { 0 }).sum();
+        if done == end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.terminate();
+    assert_eq!(done, end, "the processor committed every input offset in its transactions");
+
+    // Its events, read back as the tenant.
+    let events = topic(&tenant, TopicKind::Events);
+    let reader: BaseConsumer = client()
+        .set("group.id", format!("{events}.reader"))
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let md = reader.fetch_metadata(Some(&events), Duration::from_secs(10)).unwrap();
+    let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut tpl = TopicPartitionList::new();
+    for part in &parts {
+        tpl.add_partition_offset(&events, *part, Offset::Beginning).unwrap();
+    }
+    reader.assign(&tpl).unwrap();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut at_end, mut idle) = (BTreeSet::new(), 0);
+    while at_end.len() < parts.len() {
+        match reader.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let e: Event = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                *kinds.entry(e.kind.to_string()).or_default() += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(part))) => {
+                at_end.insert(part);
+            }
+            Some(Err(e)) => panic!("reading {events} as the tenant: {e}"),
+            None => {
+                idle += 1;
+                assert!(idle < 240, "{events}: no end of partition reported");
+            }
+        }
+    }
+    eprintln!("events over SASL_SSL: {kinds:?}");
+    assert!(kinds.get("enter").is_some_and(|n| *n > 0), "geofence events came out: {kinds:?}");
+}

@@ -2,7 +2,11 @@
 //! creation, and a reader that folds a compacted registry topic (`<tenant>.feeds`, `.fences`,
 //! `.analytics`) from the beginning and then follows it.
 //!
+//! Also the ACLs a tenant's principal needs ([`acls`]).
+//!
 //! Must not: know any record format; callers fold the raw keys and values themselves.
+
+pub mod acls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -305,8 +305,9 @@ impl Follower {
             cfg.set(k, v);
         }
         // A group id is required by the client but never used: partitions are assigned and nothing
-        // is committed, so every API replica follows the whole tail itself.
-        cfg.set("group.id", "geostream-api-local")
+        // is committed, so every API replica follows the whole tail itself. Under the tenant's
+        // topic prefix, which its Kafka ACLs cover.
+        cfg.set("group.id", format!("{}.api-local", s.naming.topic(&s.tenant, TopicKind::Observations)))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
