@@ -312,6 +312,29 @@ impl Search {
         let _ = self.post(&format!("{index}/_refresh?ignore_unavailable=true&allow_no_indices=true"), &json!({}));
     }
 
+    /// Waits (bounded by polls) until the tenant's observation indices hold as many documents as
+    /// `ids`, checking that every stage keeps running, then asserts they hold exactly `ids`.
+    fn observations_exactly_once(&self, tenant: &TenantId, ids: &BTreeSet<String>, stages: &mut [&mut StageProc]) {
+        let index = format!("geostream-{tenant}-observations-*");
+        let mut polls = 0;
+        loop {
+            for s in stages.iter_mut() {
+                s.assert_running();
+            }
+            self.refresh(&index);
+            let n = self.count(&index).unwrap_or(0);
+            if n >= ids.len() as u64 {
+                break;
+            }
+            polls += 1;
+            assert!(polls < 1200, "only {n} of {} observations reached Elasticsearch", ids.len());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let want: Vec<String> = ids.iter().cloned().collect();
+        assert_eq!(self.count(&index), Some(ids.len() as u64), "observations in Elasticsearch");
+        assert_eq!(self.present(&index, &want), ids.len() as u64, "every expected id, each once");
+    }
+
     /// How many of `ids` are in `index`.
     fn present(&self, index: &str, ids: &[String]) -> u64 {
         let mut n = 0;
@@ -458,24 +481,7 @@ fn kill_9_every_stage_restart_kafka_freeze_it_and_stop_elasticsearch_and_count_e
 
     // Everything must arrive: observations first (ingest and sink), then what the processor made.
     let search = Search { url: es.clone(), http: reqwest::Client::new(), rt: rt() };
-    let obs_index = format!("geostream-{tenant}-observations-*");
-    let mut polls = 0;
-    loop {
-        for s in stages.iter_mut() {
-            s.assert_running();
-        }
-        search.refresh(&obs_index);
-        let n = search.count(&obs_index).unwrap_or(0);
-        if n >= ids.len() as u64 {
-            break;
-        }
-        polls += 1;
-        assert!(polls < 1200, "only {n} of {} observations reached Elasticsearch", ids.len());
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let want: Vec<String> = ids.iter().cloned().collect();
-    assert_eq!(search.count(&obs_index), Some(ids.len() as u64), "observations in Elasticsearch");
-    assert_eq!(search.present(&obs_index, &want), ids.len() as u64, "every expected id, each once");
+    search.observations_exactly_once(&tenant, &ids, &mut stages);
 
     // Dead letters: every bad line once, with the codec's reason; no other stage dead-lettered
     // anything (a `late` one would mean a restart replayed records behind the watermark).
@@ -648,23 +654,7 @@ fn a_full_ingest_volume_holds_the_sources_back_and_loses_nothing() {
     testenv(&["up", "kafka"]);
 
     let search = Search { url: es.clone(), http: reqwest::Client::new(), rt: rt() };
-    let obs_index = format!("geostream-{tenant}-observations-*");
-    let mut polls = 0;
-    loop {
-        ingest.assert_running();
-        sink.assert_running();
-        search.refresh(&obs_index);
-        let n = search.count(&obs_index).unwrap_or(0);
-        if n >= ids.len() as u64 {
-            break;
-        }
-        polls += 1;
-        assert!(polls < 1200, "only {n} of {} observations reached Elasticsearch", ids.len());
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let want: Vec<String> = ids.iter().cloned().collect();
-    assert_eq!(search.count(&obs_index), Some(ids.len() as u64), "observations in Elasticsearch");
-    assert_eq!(search.present(&obs_index, &want), ids.len() as u64, "every expected id, each once");
+    search.observations_exactly_once(&tenant, &ids, &mut [&mut ingest, &mut sink]);
     let deadletters = read_all(&bootstrap, &naming.topic(&tenant, TopicKind::Deadletter));
     let raws: BTreeSet<Vec<u8>> = deadletters
         .iter()
