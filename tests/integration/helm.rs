@@ -324,6 +324,31 @@ fn chart_lints_renders_and_validates() {
     let ports: Vec<i64> =
         np["spec"]["egress"][0]["ports"].as_sequence().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
     assert_eq!(ports, [443, 9000]);
+    // The API serving HTTPS from an existing TLS Secret: both files in its config, mounted as a
+    // directory (so renewals appear), the Service marked https; valid for the API server.
+    let tls_args = ["--set", "api.tls.existingSecret=api-tls"];
+    let rendered = template(&helm, &tls_args).expect("api tls");
+    let file = dir.join("api-tls.yaml");
+    std::fs::write(&file, &rendered).expect("write");
+    let out = validate(&validator, &file);
+    assert!(out.status.success(), "kubernetes-validate --strict rejected the API TLS render:\n{}", text(&out));
+    let t = docs(&rendered);
+    let toml = find(&t, "ConfigMap", "acme-geostream-config")["data"]["geostream.toml"].as_str().unwrap();
+    assert!(
+        toml.contains("tls_cert_file = \"/var/run/secrets/geostream-api-tls/tls.crt\"\ntls_key_file = \"/var/run/secrets/geostream-api-tls/tls.key\""),
+        "{toml}"
+    );
+    let spec = &find(&t, "Deployment", "acme-geostream-api")["spec"]["template"]["spec"];
+    assert!(spec["volumes"].as_sequence().unwrap().iter().any(|v| v["secret"]["secretName"] == "api-tls"));
+    let mount =
+        spec["containers"][0]["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["name"] == "tls").unwrap();
+    assert_eq!(mount["mountPath"], "/var/run/secrets/geostream-api-tls");
+    assert!(mount.get("subPath").is_none(), "a subPath mount never sees a renewed certificate");
+    assert_eq!(find(&t, "Service", "acme-geostream-api")["spec"]["ports"][0]["appProtocol"], "https");
+    let plain = docs(&template(&helm, &[]).expect("default"));
+    let toml = find(&plain, "ConfigMap", "acme-geostream-config")["data"]["geostream.toml"].as_str().unwrap();
+    assert!(!toml.contains("tls_cert_file"), "{toml}");
+
     // With a search engine the API keeps to it: no store credentials, no store egress.
     let with_es = docs(&template(&helm, &archive_args[2..]).expect("archive beside the engine"));
     let api = &find(&with_es, "Deployment", "acme-geostream-api")["spec"]["template"]["spec"];
