@@ -352,6 +352,27 @@ fn post_until(url: &str, token: &str, body: &str, skip: &[u16]) -> (u16, String)
     request_until(|h| h.post(url).bearer_auth(token).body(body.to_owned()), skip, 300)
 }
 
+/// Registers the NMEA push feed `gps` (token from the secret `gps-token`) that the feed tests use.
+fn register_gps_push_feed(env: &[(&str, &str)]) -> Output {
+    geostream(
+        &[
+            "feeds",
+            "register",
+            "--type",
+            "http-push-json",
+            "--id",
+            "gps",
+            "--set",
+            "source.token_ref=gps-token",
+            "--set",
+            "format=nmea",
+            "--set",
+            "mapping={}",
+        ],
+        env,
+    )
+}
+
 #[test]
 fn feeds_cli_and_the_ingest_process_work_together_on_kafka() {
     let Some(bootstrap) = kafka("feeds cli + ingest") else { return };
@@ -377,23 +398,7 @@ fn feeds_cli_and_the_ingest_process_work_together_on_kafka() {
     assert_eq!(bad.status.code(), Some(65), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("source.address") && stderr(&bad).contains("fix: --set"), "{}", stderr(&bad));
 
-    let reg = geostream(
-        &[
-            "feeds",
-            "register",
-            "--type",
-            "http-push-json",
-            "--id",
-            "gps",
-            "--set",
-            "source.token_ref=gps-token",
-            "--set",
-            "format=nmea",
-            "--set",
-            "mapping={}",
-        ],
-        &env,
-    );
+    let reg = register_gps_push_feed(&env);
     assert!(reg.status.success(), "{}", stderr(&reg));
     assert!(stdout(&reg).contains("registered feed gps"), "{}", stdout(&reg));
     let again = geostream(&["feeds", "register", "--type", "http-push-json", "--id", "gps"], &env);
@@ -1235,23 +1240,7 @@ fn feeds_and_ingest_run_on_sasl_scram_over_tls_with_the_printed_acls_and_never_l
         ("GEOSTREAM_SECRET_GPS_TOKEN", "tok-123"),
         ("GEOSTREAM_CATALOG", &catalog),
     ];
-    let reg = geostream(
-        &[
-            "feeds",
-            "register",
-            "--type",
-            "http-push-json",
-            "--id",
-            "gps",
-            "--set",
-            "source.token_ref=gps-token",
-            "--set",
-            "format=nmea",
-            "--set",
-            "mapping={}",
-        ],
-        &env,
-    );
+    let reg = register_gps_push_feed(&env);
     assert!(reg.status.success(), "{}", stderr(&reg));
     let printed = format!("{}{}", stdout(&reg), stderr(&reg));
     assert!(!printed.contains(&password), "feeds register printed the password:\n{printed}");
