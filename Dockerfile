@@ -8,7 +8,7 @@
 # and libcurl), stage 2 the map dashboard, stage 3 is the small runtime image: Debian slim with
 # only the shared libraries the binary links, running as an unprivileged user.
 
-FROM rust:1.88-bookworm AS build
+FROM rust:1.91-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev \
  && rm -rf /var/lib/apt/lists/*

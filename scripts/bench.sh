@@ -14,6 +14,14 @@
 # targets are reported, not failed on (an extra "meets_target" field says whether each given target
 # is met); a benchmark that fails to build or run fails the script.
 #
+# Then `cargo bench -p geostream-processor --bench state_per_track` (not criterion: one exact run):
+# bytes of processor state per track at 1,000,000 tracks (`BENCH_STATE_TRACKS`) in the real
+# partition core running the demo's analytics, counted by a counting global allocator
+# (`state/heap_bytes_per_track`) and as checkpoint bytes (`state/checkpoint_bytes_per_track`),
+# against a minimal HashMap tracker in the same run, then the same with one analytic at a time
+# (`state/heap_bytes_per_track/<kind>`, ...). Unit "bytes/track"; "per_core" is null and no
+# target is set (docs/benchmarks.md). It takes about 4 minutes and 5 GB of memory.
+#
 # Then Tile38 side by side (`--bench tile38`): scripts/tile38.sh builds and starts a Tile38 on
 # 127.0.0.1 (stopped on exit), the bench loads the same fence sets and asks for the same points
 # over loopback, pipelined. Its lines, `tile38/<fences>_<points>`, give Tile38's points/s as value
@@ -46,6 +54,10 @@
 #        TILE38_SRC   see scripts/tile38.sh (where the Go module proxy does not serve Tile38)
 #        BENCH_SERVICES=0  leave the benchmarks against Kafka and Elasticsearch out (said on stderr)
 #        BENCH_TRACKS, BENCH_CLIENTS, BENCH_QUERIES  see benches/benches/latest_latency.rs (10000, 16, 25)
+#        BENCH_STATE=0  leave the state_per_track figures out (said on stderr; also left out when
+#                       the first argument is a filter that does not match "state/...")
+#        BENCH_STATE_TRACKS, BENCH_STATE_BREAKDOWN  see services/processor/benches/state_per_track.rs
+#                       (1000000; 0 leaves the one-analytic-at-a-time lines out)
 #        CARGO_TARGET_DIR is respected (criterion writes under $CARGO_TARGET_DIR/criterion).
 set -euo pipefail
 
@@ -64,6 +76,16 @@ cargo bench -p geostream-codecs --bench codecs -- $BENCH_ARGS "$@" >&2
 cargo bench -p geostream-analytics --bench geofence -- $BENCH_ARGS "$@" >&2
 # shellcheck disable=SC2086
 cargo bench -p geostream-analytics --bench bins -- $BENCH_ARGS "$@" >&2
+
+state_report="$target_dir/state-per-track.jsonl"
+rm -f "$state_report"
+if [ "${BENCH_STATE:-1}" = 0 ]; then
+  echo "bench.sh: BENCH_STATE=0: the state_per_track figures are left out of this run" >&2
+elif [ $# -gt 0 ] && [[ $1 != -* ]] && ! grep -Eq -- "$1" <<<"state/heap_bytes_per_track state/checkpoint_bytes_per_track"; then
+  echo "bench.sh: the filter '$1' leaves the state_per_track figures out" >&2
+else
+  BENCH_REPORT=$state_report cargo bench -p geostream-processor --bench state_per_track >&2
+fi
 
 cores=$(nproc)
 export TILE38_CONNECTIONS=${TILE38_CONNECTIONS:-$cores}
@@ -107,12 +129,12 @@ else
   BENCH_REPORT=$latency_report cargo bench -p geostream-benches --bench latest_latency -- $BENCH_ARGS "$@" >&2
 fi
 
-python3 - "$criterion_dir" "$tile38_report" "$cores" "$TILE38_CONNECTIONS" "$latency_report" <<'EOF'
+python3 - "$criterion_dir" "$tile38_report" "$cores" "$TILE38_CONNECTIONS" "$latency_report" "$state_report" <<'EOF'
 import json, os, sys
 
 root = sys.argv[1]
 tile38_report, cores, connections = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-latency_report = sys.argv[5]
+latency_report, state_report = sys.argv[5], sys.argv[6]
 
 # name -> (reference name or None, target ratio or None, absolute target in records/s or None)
 FIGURES = {
@@ -277,6 +299,15 @@ if os.path.exists(latency_report):
                 line = json.loads(raw)
                 line.update({"target_ratio": None, "target_value": None, "per_core": False, "meets_target": None})
                 print(json.dumps(line))
+
+# Bytes of processor state per track, written complete (with their references) by the
+# state_per_track bench.
+if os.path.exists(state_report):
+    with open(state_report) as f:
+        for raw in f:
+            if raw.strip():
+                found += 1
+                print(json.dumps(json.loads(raw)))
 
 if found == 0:
     sys.exit(f"bench.sh: no criterion results under {root}")

@@ -3,7 +3,7 @@
 # Kafka and Elasticsearch of scripts/testenv.sh while stages are killed with SIGKILL, Kafka is
 # restarted and frozen, and Elasticsearch is stopped for 60 s; then every record is counted.
 # They restart shared services, so they run alone, never beside the rest of the suite.
-# Not yet run by scripts/test.sh: see the README (Chaos) for the open drainer stall they found.
+# scripts/test.sh runs it after the rest of the suite.
 #
 #   ./scripts/chaos.sh            start Kafka and Elasticsearch if needed, then run the chaos tests
 #   ./scripts/chaos.sh --no-env   the services are already up

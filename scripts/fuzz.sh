@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target (decoders, feed definitions, the mapping, fence and analytic
-# definitions) for a fixed time each, seeded from the repository's real samples.
+# definitions, the SQL of `sql` analytics) for a fixed time each, seeded from the repository's real
+# samples.
 #
 #   ./scripts/fuzz.sh                      every target, FUZZ_SECONDS (default 20) seconds each
 #   ./scripts/fuzz.sh --seconds 600 cot    one target for ten minutes (a long local run)
@@ -45,6 +46,7 @@ feed       services/codecs/fuzz    16384  feeds
 mapping    services/codecs/fuzz    16384  services/codecs/fuzz/seeds/mapping
 fence      services/analytics/fuzz 16384  services/analytics/fuzz/seeds/fence
 analytic   services/analytics/fuzz 8192   services/analytics/fuzz/seeds/analytic
+sql        services/sql/fuzz       4096   services/sql/fuzz/seeds/sql
 "
 
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }

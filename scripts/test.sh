@@ -61,9 +61,14 @@ timed "dashboard (scripts/dashboard.sh)" ./scripts/dashboard.sh
 timed "cargo fmt --check" cargo fmt --all -- --check
 timed "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 timed "cargo test" cargo test --workspace --locked
-# The chaos tests (scripts/chaos.sh) are not run here yet: their first CI run found ingest's drainer
-# stalled with 4,945 records spooled and unsent after the fault sequence (issue 8, open). They
-# gate CI again once that is fixed.
+# The chaos tests restart Kafka and stop Elasticsearch, so they run after the suite, alone. Under
+# CI they start on an empty broker, as on a new machine: once, on a test broker holding weeks of
+# runs (3,491 topics, 385 transactional ids), the processor restarted by the chaos test never got
+# stable committed offsets back after Kafka's restart (docs/testenv.md).
+if [ -n "${CI:-}" ] && [ "$start_env" = 1 ]; then
+  timed "empty test broker (scripts/testenv.sh fresh kafka)" ./scripts/testenv.sh fresh kafka
+fi
+timed "chaos (scripts/chaos.sh)" ./scripts/chaos.sh --no-env
 timed "fuzz (scripts/fuzz.sh)" ./scripts/fuzz.sh
 
 step "timings"

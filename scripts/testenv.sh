@@ -7,6 +7,8 @@
 #   scripts/testenv.sh env              `export` lines for the tests (eval "$(scripts/testenv.sh env)")
 #   scripts/testenv.sh freeze|thaw svc  SIGSTOP/SIGCONT a started service (chaos tests: clients see a
 #                                       silent network partition; connections hang, none is reset)
+#   scripts/testenv.sh fresh svc        stop it, delete its data (an empty broker, as on a new machine)
+#                                       and start it again; only services with a `<svc>_wipe`
 #
 # Services: kafka kafka-secure (SASL/SCRAM over TLS, ACLs on) elasticsearch opensearch mosquitto kubetools kube (kine + kube-apiserver) browser
 # (chromium, node, npm) minio (S3-compatible store) pyarrow (a Python GeoParquet reader).
@@ -70,8 +72,17 @@ case "$cmd" in
       gs_log "$svc: SIG$sig"
     done
     ;;
+  fresh)
+    for svc in "${services[@]}"; do
+      declare -F "${svc//-/_}_wipe" >/dev/null || gs_fail "$svc" fresh "has no data to wipe"
+      "${svc//-/_}_stop"
+      "${svc//-/_}_wipe"
+      gs_log "$svc: data deleted"
+      up_one "$svc"
+    done
+    ;;
   *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

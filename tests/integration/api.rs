@@ -562,28 +562,35 @@ async fn api_answers_queries_and_ogc_features_on_opensearch() {
 /// changes nothing, a changed spec gets version 2, GET and the list show it, a read token cannot
 /// write (403), DELETE leaves a tombstone (then 404), and the processor's and ingest's own registry
 /// readers see the same state.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_registry_round_trip_on_kafka() {
-    let Some(bootstrap) = geostream_tests::service("KAFKA_BOOTSTRAP", "api registry") else { return };
-    let tenant: TenantId = geostream_tests::unique("api-reg").parse().unwrap();
-    let kafka = BTreeMap::from([("bootstrap.servers".to_owned(), bootstrap.clone())]);
-    let settings = ApiSettings {
+/// An API for `tenant` (reader token `READ`) whose search engine URL answers nothing, no Kafka,
+/// plain HTTP: for tests of what does not query the engine.
+fn without_search_engine(tenant: &TenantId) -> ApiSettings {
+    ApiSettings {
         tenant: tenant.clone(),
         naming: Naming::default(),
-        kafka: kafka.clone(),
-        // Never asked: registry requests do not touch the search engine.
+        kafka: BTreeMap::new(),
         url: "http://127.0.0.1:9".into(),
         username: None,
         password: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         tokens: BTreeMap::from([(tenant.to_string(), vec![READ.to_owned()])]),
-        admin_token: Some(ADMIN.to_owned()),
+        admin_token: None,
         request_timeout: Duration::from_secs(5),
         max_live_clients: 4,
         limits: geostream_api::limits::Limits::default(),
         dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
         tls: None,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_registry_round_trip_on_kafka() {
+    let Some(bootstrap) = geostream_tests::service("KAFKA_BOOTSTRAP", "api registry") else { return };
+    let tenant: TenantId = geostream_tests::unique("api-reg").parse().unwrap();
+    let kafka = BTreeMap::from([("bootstrap.servers".to_owned(), bootstrap.clone())]);
+    // The search engine is never asked: registry requests do not touch it.
+    let settings =
+        ApiSettings { kafka: kafka.clone(), admin_token: Some(ADMIN.to_owned()), ..without_search_engine(&tenant) };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://{}/v1/{tenant}", stage.addr());
@@ -693,20 +700,9 @@ async fn api_live_push_delivers_exactly_the_observations_in_the_box() {
         send(o).await;
     }
     let settings = ApiSettings {
-        tenant: tenant.clone(),
-        naming: Naming::default(),
         kafka: BTreeMap::from([("bootstrap.servers".to_owned(), bootstrap.clone())]),
-        url: "http://127.0.0.1:9".into(),
-        username: None,
-        password: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tokens: BTreeMap::from([(tenant.to_string(), vec![READ.to_owned()])]),
-        admin_token: None,
-        request_timeout: Duration::from_secs(5),
         max_live_clients: 1,
-        limits: geostream_api::limits::Limits::default(),
-        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
-        tls: None,
+        ..without_search_engine(&tenant)
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let pos = |o: &Observation| {
@@ -877,20 +873,8 @@ async fn api_serves_https_and_picks_up_a_renewed_certificate() {
     std::fs::copy(dir.path().join("leaf1.key"), &key).unwrap();
     let tenant: TenantId = geostream_tests::unique("api-tls").parse().unwrap();
     let settings = ApiSettings {
-        tenant: tenant.clone(),
-        naming: Naming::default(),
-        kafka: BTreeMap::new(),
-        url: "http://127.0.0.1:9".into(),
-        username: None,
-        password: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tokens: BTreeMap::from([(tenant.to_string(), vec![READ.to_owned()])]),
-        admin_token: None,
-        request_timeout: Duration::from_secs(5),
-        max_live_clients: 4,
-        limits: geostream_api::limits::Limits::default(),
-        dashboard_dir: std::path::PathBuf::from("/nonexistent/dashboard"),
         tls: Some(geostream_api::stage::TlsFiles { cert: cert.clone(), key: key.clone() }),
+        ..without_search_engine(&tenant)
     };
     let stage = ApiStage::start(settings, &Telemetry::new("api", tenant.as_str())).await.unwrap();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("ca.crt")).unwrap()).unwrap();

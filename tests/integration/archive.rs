@@ -187,7 +187,7 @@ async fn wait_archived(
     stage: &ArchiveStage,
 ) {
     let ends = ends(bootstrap, tenant);
-    for _ in 0..600 {
+    for _ in 0..1500 {
         let progress = all_progress(store, layout).await;
         if ends
             .iter()
@@ -352,8 +352,10 @@ async fn crash_and_recover(bootstrap: &str, tenant: &TenantId, store: &ArchiveSt
     let telemetry = Telemetry::new("sink", tenant.as_str());
 
     // 1. Stopped dead after its 5th data file: a flush spans several hours, so mid-flush.
+    // The waits below are liveness bounds (5 minutes): with the whole suite running on 2 cores the
+    // first group join and five S3 writes once took longer than a minute.
     let a = ArchiveStage::start(settings(tenant, bootstrap, store.clone(), Some(5), false), &telemetry).await.unwrap();
-    for _ in 0..600 {
+    for _ in 0..3000 {
         if a.is_finished() {
             break;
         }
@@ -369,7 +371,7 @@ async fn crash_and_recover(bootstrap: &str, tenant: &TenantId, store: &ArchiveSt
     let more = produce_all(&producer, tenant, &obs[1400..], 1400, &mut produced);
     more.await;
     // The redo happens once the interrupted flush's whole range is read again; then two more.
-    for _ in 0..600 {
+    for _ in 0..6000 {
         if b.metrics().redone_flushes.get() > 0 && b.flushes() >= 3 {
             break;
         }

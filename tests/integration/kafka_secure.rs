@@ -48,6 +48,11 @@ impl Tenant {
         Naming::default().consumer_group(&self.id, stage)
     }
 
+    /// The processor's transactional id for `instance`.
+    fn transactional_id(&self, instance: &str) -> String {
+        Naming::default().transactional_id(&self.id, Stage::Process, instance)
+    }
+
     /// Topics as the stages create them at start, with the tenant's own credentials.
     async fn create_topics(&self) {
         let topics = [
@@ -130,7 +135,7 @@ async fn a_tenants_acls_let_it_run_its_stages_and_keep_it_out_of_another_tenants
     // The processor's pattern: consume in its group, produce and commit the offsets in a
     // transaction under a transactional id of the form it uses.
     let events = a.topic(TopicKind::Events);
-    let tx_id = format!("{}-{}", a.group(Stage::Process), "pod-0");
+    let tx_id = a.transactional_id("pod-0");
     let input: BaseConsumer = with(
         &a.props,
         &[
@@ -222,7 +227,7 @@ async fn a_tenants_acls_let_it_run_its_stages_and_keep_it_out_of_another_tenants
     drop(intruder);
 
     // B's transactional id.
-    let b_tx = format!("{}-pod-0", b.group(Stage::Process));
+    let b_tx = b.transactional_id("pod-0");
     let tx: BaseProducer = with(&a.props, &[("transactional.id", &b_tx)]).create().expect("tx producer");
     let err = tx.init_transactions(Duration::from_secs(30)).expect_err("A must not use B's transactional id");
     assert!(

@@ -485,5 +485,6 @@ window.geostream = {
   // Tiles are cached by the map; new bins show after a reload (also every 30 s).
   refreshAggregates,
   renderedAggregates: () => (styleReady ? map.queryRenderedFeatures({ layers: ['aggregates-fill'] }).length : 0),
+  renderedTracks: () => (styleReady ? map.queryRenderedFeatures({ layers: ['tracks'] }).length : 0),
   fitAll,
 };

@@ -7,28 +7,12 @@
 //   stdout {"stage":"done", …}          what the page showed (the Rust test asserts on it)
 //   stdout {"stage":"failed", …}        a condition was not met in time, with what was seen
 // Every wait is for a condition with a timeout; nothing sleeps to pass.
-import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
-
-const env = process.env;
-const base = env.GEOSTREAM_URL;
-const token = env.GEOSTREAM_TOKEN;
-const tenant = env.GEOSTREAM_TENANT;
-const shot = env.GEOSTREAM_SCREENSHOT;
-const exe = env.GEOSTREAM_CHROMIUM || '/usr/bin/chromium';
-const say = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
+import { base, external, open, say, shot, tenant, token } from './page.mjs';
 
 const input = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
-const browser = await chromium.launch({
-  executablePath: exe,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-const requests = [];
-page.on('console', (m) => process.stderr.write(`[page ${m.type()}] ${m.text()}\n`));
-page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
-page.on('request', (r) => requests.push(r.url()));
+const { browser, page, requests } = await open();
 
 async function seen() {
   return page
@@ -112,14 +96,13 @@ await page.evaluate(() => window.geostream.fitAll());
 await until('map idle', () => window.geostream.mapLoaded());
 if (shot) await page.screenshot({ path: shot });
 const s = await seen();
-const external = requests.filter((u) => !u.startsWith(base) && !u.startsWith('data:') && !u.startsWith('blob:'));
 say({
   stage: 'done',
   ...s,
   tracks_shown: await page.evaluate(() => window.geostream.tracksShown()),
   history_panel: await page.evaluate(() => document.getElementById('selected').dataset.points),
   feed_row: feedRow,
-  external_requests: external,
+  external_requests: external(requests),
 });
 await browser.close();
 // stdin stays open on the Rust side; leave without waiting for it.

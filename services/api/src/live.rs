@@ -97,7 +97,8 @@ pub async fn open(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed");
-    let consumer: StreamConsumer = cfg.create().map_err(|e| ApiError::Kafka(format!("live consumer: {e}")))?;
+    let consumer: StreamConsumer<geostream_kafka::Kept> =
+        geostream_kafka::create(&cfg, ()).map_err(|e| ApiError::Kafka(format!("live consumer: {e}")))?;
     let consumer = Arc::new(consumer);
     let (c, t) = (Arc::clone(&consumer), topic.to_owned());
     let assignment = tokio::task::spawn_blocking(move || -> Result<TopicPartitionList, ApiError> {

@@ -41,9 +41,22 @@ pub struct ArchiveTables {
 
 static REGISTRATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// A DataFusion session for reading an archive that is being written: DataFusion (since 51)
+/// caches file listings for ever by default, so a session made with `SessionContext::new()`
+/// never sees a file written after its first query (an archive-backed API then loses every
+/// record its live layer hands over to the archive). This one lists the files on every query.
+pub fn session() -> Result<SessionContext, ArchiveError> {
+    use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), runtime))
+}
+
 /// Registers the tables `observations`, `events` and `aggregates` of `tenant`'s archive below
-/// `root` in `store`. Tables of a kind nothing was archived for yet are empty. Files are listed
-/// per query, so new and compacted files show up without registering again.
+/// `root` in `store`. Tables of a kind nothing was archived for yet are empty. In a [`session`],
+/// files are listed per query, so new and compacted files show up without registering again.
 pub async fn register(
     ctx: &SessionContext,
     store: Arc<dyn ObjectStore>,
@@ -121,7 +134,7 @@ mod tests {
         }
         // A temporary file of an interrupted local write is not part of the table.
         std::fs::write(dir.path().join("acme/observations/date=2026-11-26/hour=09/p1-0-1.parquet#3"), b"PAR1").unwrap();
-        let ctx = SessionContext::new();
+        let ctx = session().unwrap();
         let t = register(&ctx, store.store.clone(), &store.root, "acme").await.unwrap();
         assert_eq!(t.tables.len(), 3);
         assert_eq!(count(&ctx, "SELECT count(*) FROM observations").await, 10);
@@ -132,5 +145,22 @@ mod tests {
         );
         assert_eq!(count(&ctx, "SELECT count(*) FROM events").await, 0, "no events archived yet");
         assert_eq!(count(&ctx, &format!("SELECT count(*) FROM ({})", DEDUPED[0].1)).await, 10);
+
+        // A file written after the queries above is seen by the next one (no listing cache).
+        let t = datetime!(2026-11-26 11:00 UTC);
+        let o = Observation::try_new(
+            FeedId::new("f").unwrap(),
+            Some(TrackId::new("late").unwrap()),
+            t,
+            t,
+            Geometry::new_point([1.0, 1.0]),
+            Default::default(),
+        )
+        .unwrap();
+        let row = Row::parse(ArchiveKind::Observations, 0, 10, &serde_json::to_vec(&o).unwrap()).unwrap();
+        let bytes = geoparquet::write(&[to_batch(ArchiveKind::Observations, &[row]).unwrap()]).unwrap();
+        let name = FileName::Batch { partition: 0, first: 10, last: 10 };
+        store.put(&layout.file(ArchiveKind::Observations, HourKey::of(t), &name), bytes).await.unwrap();
+        assert_eq!(count(&ctx, "SELECT count(*) FROM observations").await, 11, "a file written meanwhile");
     }
 }

@@ -18,13 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use geostream_kafka::{Hooks, Kept};
 use geostream_model::backoff::Backoff;
 use geostream_model::{Naming, Stage, TenantId};
 use geostream_telemetry::{Health, Telemetry};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientConfig, ClientContext};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -97,10 +98,8 @@ struct ArchiveContext {
     revoked: Mutex<Vec<(String, i32)>>,
 }
 
-impl ClientContext for ArchiveContext {}
-
-impl ConsumerContext for ArchiveContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+impl Hooks for ArchiveContext {
+    fn pre_rebalance(&self, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let mut r = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
             r.extend(list.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
@@ -108,7 +107,7 @@ impl ConsumerContext for ArchiveContext {
     }
 }
 
-type ArchiveConsumer = StreamConsumer<ArchiveContext>;
+type ArchiveConsumer = StreamConsumer<Kept<ArchiveContext>>;
 
 /// The running archive; [`ArchiveStage::shutdown`] flushes and stops it.
 pub struct ArchiveStage {
@@ -140,8 +139,7 @@ impl ArchiveStage {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");
-        let consumer: ArchiveConsumer = cfg
-            .create_with_context(ArchiveContext::default())
+        let consumer: ArchiveConsumer = geostream_kafka::create(&cfg, ArchiveContext::default())
             .map_err(|source| ArchiveError::Kafka { what: "archive consumer", source })?;
         let cancel = CancellationToken::new();
         let flushes = Arc::new(AtomicU64::new(0));

@@ -3,14 +3,16 @@
 //!
 //! Owns: argument parsing, configuration loading and validation, logging setup and wiring stages
 //! together. Must not: contain stage logic; each stage lives in its own crate and this binary only
-//! starts it. A stage that is not built yet says so and exits non-zero; nothing pretends to work.
+//! starts it. Nothing pretends to work: a failure exits non-zero with a code that says which kind.
 
 mod analyze;
 mod config;
 mod config_reference;
 mod decode;
+mod demo;
 mod feeds_cli;
 mod registry_cli;
+mod standalone;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,17 +44,10 @@ enum Command {
     /// Run the Kubernetes operator.
     Operator,
     /// All stages in one process on an embedded broker.
-    Standalone {
-        /// Where the embedded broker, spool, checkpoints and archive live.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-    /// `standalone` plus the sample feeds from `feeds/`, replayed in a loop.
-    Demo {
-        /// Where the embedded broker, spool, checkpoints and archive live.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
+    Standalone(StandaloneArgs),
+    /// `standalone` plus the sample feeds of `feeds/`, replayed in a loop, with example fences
+    /// and analytics, a live status line and a summary.
+    Demo(demo::DemoArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -76,6 +71,21 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Run analytics over observations offline: events and aggregates as GeoJSON lines on stdout.
     Analyze(analyze::AnalyzeArgs),
+}
+
+/// What `standalone` (and `demo`) take besides the configuration.
+#[derive(Debug, clap::Args)]
+struct StandaloneArgs {
+    /// Where the embedded broker, spool, checkpoints and archive live (default: `data_dir` of the
+    /// configuration).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Also sink to this Elasticsearch/OpenSearch, and answer the API from it.
+    #[arg(long, value_name = "URL")]
+    elasticsearch: Option<String>,
+    /// Stop by itself after this long (e.g. `90s`, `5m`), as Ctrl-C would.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    exit_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,10 +151,12 @@ enum CliError {
     Api(#[from] geostream_api::stage::StageError),
     #[error(transparent)]
     Operator(#[from] geostream_operator::stage::StageError),
+    #[error("standalone: {0}")]
+    Broker(#[from] geostream_broker::BrokerError),
     #[error("`geostream {stage}` needs `{key}`: {fix}")]
     Missing { stage: &'static str, key: &'static str, fix: &'static str },
-    #[error("`geostream {what}` is not implemented yet (tracked in issue #{issue}: {title})")]
-    NotImplemented { what: &'static str, issue: u32, title: &'static str },
+    #[error("demo: {0}")]
+    Demo(String),
     #[error("{0}")]
     Other(String),
 }
@@ -179,7 +191,10 @@ impl CliError {
             CliError::Operator(geostream_operator::stage::StageError::Catalog(_)) => 78,
             CliError::Operator(geostream_operator::stage::StageError::Client(_)) => 69,
             CliError::Operator(geostream_operator::stage::StageError::LostLease(_)) => 75, // EX_TEMPFAIL
-            CliError::NotImplemented { .. } => 69,                                         // EX_UNAVAILABLE
+            // The embedded broker's data dir (locked, unreadable, full) or its port.
+            CliError::Broker(_) => 74,
+            // The demo's catalog, manifest or samples cannot be read or decoded.
+            CliError::Demo(_) => 66, // EX_NOINPUT
             CliError::Other(_) => 1,
         }
     }
@@ -215,7 +230,20 @@ fn run(cli: Cli) -> Result<(), CliError> {
         analyze::run(args, Some(&*sql))?;
         return Ok(());
     }
-    let cfg = Config::load(cli.config.as_deref(), Config::env_provider())?;
+    let mut cfg = Config::load(cli.config.as_deref(), Config::env_provider())?;
+    if let Command::Demo(_) = &cli.command {
+        // The demo runs with no configuration at all: its own tenant, and quiet logs so the
+        // status line stays readable (a configured level or RUST_LOG still wins).
+        cfg.tenant.get_or_insert_with(|| "demo".to_owned());
+        // The samples are replayed in event-time order, so windows can close 10 s after their
+        // end instead of the minute a real feed's stragglers need: aggregates show up sooner.
+        if cfg.process.lateness_s == config::ProcessConfig::default().lateness_s {
+            cfg.process.lateness_s = 10;
+        }
+        if cfg.log.level == config::LogConfig::default().level && std::env::var_os("RUST_LOG").is_none() {
+            cfg.log.level = "warn".into();
+        }
+    }
     match cli.command {
         Command::Config(ConfigCommand::Print) => {
             let text = cfg.to_redacted_toml().map_err(|e| CliError::Other(format!("printing config: {e}")))?;
@@ -276,8 +304,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Sink => run_sink(&valid),
                 Command::Api => run_api(&valid),
                 Command::Operator => run_operator(&valid),
-                Command::Standalone { .. } => Err(not_implemented("standalone", 7, "One command to a working system")),
-                Command::Demo { .. } => Err(not_implemented("demo", 7, "One command to a working system")),
+                Command::Standalone(args) => standalone::run(valid, args, None),
+                Command::Demo(args) => {
+                    let plan = demo::plan(&args.catalog, args.speed, args.max_pass)?;
+                    let every = std::time::Duration::from_secs(args.status_every_s);
+                    standalone::run(valid, args.run, Some((plan, every)))
+                }
                 Command::Feeds(cmd) => {
                     let client = geostream_ingest::registry::RegistryClient::new(
                         feeds_cli::client_properties(valid.config.kafka_properties()),
@@ -293,33 +325,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     Ok(())
                 }
                 Command::Fences(cmd) => {
-                    let topic = geostream_processor::registry::RegistryTopic::new(
-                        feeds_cli::client_properties(valid.config.kafka_properties()),
-                        valid.naming.topic(&valid.tenant, geostream_model::TopicKind::Fences),
-                    );
-                    let load = |p: &std::path::Path| analyze::read_fence_specs(p).map_err(|e| e.to_string());
-                    let describe = |f: &geostream_model::FenceSpec| {
-                        let shape = match &f.geometry {
-                            geostream_model::FenceShape::Circle { radius_m, .. } => format!("circle {radius_m} m"),
-                            geostream_model::FenceShape::Geometry(_) => "polygon".to_owned(),
-                        };
-                        format!("{}\t{shape}{}", f.name, if f.enabled { "" } else { "\tdisabled" })
-                    };
-                    let out = runtime()?.block_on(registry_cli::run(cmd, &topic, load, describe))?;
-                    print!("{out}");
+                    print!("{}", runtime()?.block_on(fences(&valid, cmd))?);
                     Ok(())
                 }
                 Command::Analytics(cmd) => {
-                    let topic = geostream_processor::registry::RegistryTopic::new(
-                        feeds_cli::client_properties(valid.config.kafka_properties()),
-                        valid.naming.topic(&valid.tenant, geostream_model::TopicKind::Analytics),
-                    );
-                    let load = |p: &std::path::Path| analyze::load_specs(p).map_err(|e| e.to_string());
-                    let describe = |a: &geostream_analytics::spec::AnalyticSpec| {
-                        format!("{}{}", a.analytic.name(), if a.enabled { "" } else { "\tdisabled" })
-                    };
-                    let out = runtime()?.block_on(registry_cli::run(cmd, &topic, load, describe))?;
-                    print!("{out}");
+                    print!("{}", runtime()?.block_on(analytics(&valid, cmd))?);
                     Ok(())
                 }
                 Command::Config(_)
@@ -333,6 +343,36 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
     }
+}
+
+/// Runs a fence registry command (`geostream fences ...`, and the demo's fences).
+async fn fences(valid: &config::Validated, cmd: registry_cli::RegistryCommand) -> Result<String, CliError> {
+    let topic = geostream_processor::registry::RegistryTopic::new(
+        feeds_cli::client_properties(valid.config.kafka_properties()),
+        valid.naming.topic(&valid.tenant, geostream_model::TopicKind::Fences),
+    );
+    let load = |p: &std::path::Path| analyze::read_fence_specs(p).map_err(|e| e.to_string());
+    let describe = |f: &geostream_model::FenceSpec| {
+        let shape = match &f.geometry {
+            geostream_model::FenceShape::Circle { radius_m, .. } => format!("circle {radius_m} m"),
+            geostream_model::FenceShape::Geometry(_) => "polygon".to_owned(),
+        };
+        format!("{}\t{shape}{}", f.name, if f.enabled { "" } else { "\tdisabled" })
+    };
+    Ok(registry_cli::run(cmd, &topic, load, describe).await?)
+}
+
+/// Runs an analytic registry command (`geostream analytics ...`, and the demo's analytics).
+async fn analytics(valid: &config::Validated, cmd: registry_cli::RegistryCommand) -> Result<String, CliError> {
+    let topic = geostream_processor::registry::RegistryTopic::new(
+        feeds_cli::client_properties(valid.config.kafka_properties()),
+        valid.naming.topic(&valid.tenant, geostream_model::TopicKind::Analytics),
+    );
+    let load = |p: &std::path::Path| analyze::load_specs(p).map_err(|e| e.to_string());
+    let describe = |a: &geostream_analytics::spec::AnalyticSpec| {
+        format!("{}{}", a.analytic.name(), if a.enabled { "" } else { "\tdisabled" })
+    };
+    Ok(registry_cli::run(cmd, &topic, load, describe).await?)
 }
 
 /// Puts the SASL password from `kafka.sasl_password_file` into the client properties, so every
@@ -435,6 +475,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 fn run_ingest(valid: &config::Validated) -> Result<(), CliError> {
+    runtime()?.block_on(async {
+        let telemetry = start_telemetry(valid, "ingest").await?;
+        serve_ingest(valid, &telemetry, shutdown_signal()).await
+    })
+}
+
+/// Runs ingest until `shutdown` resolves.
+async fn serve_ingest(
+    valid: &config::Validated,
+    telemetry: &geostream_telemetry::Telemetry,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
     let cfg = &valid.config;
     let settings = geostream_ingest::stage::IngestSettings {
         tenant: valid.tenant.clone(),
@@ -450,14 +502,23 @@ fn run_ingest(valid: &config::Validated) -> Result<(), CliError> {
         secrets_dir: cfg.ingest.secrets_dir.clone(),
         max_in_flight: cfg.ingest.max_in_flight,
     };
-    runtime()?.block_on(async {
-        let telemetry = start_telemetry(valid, "ingest").await?;
-        geostream_ingest::stage::run(settings, &telemetry, shutdown_signal()).await?;
-        Ok(())
-    })
+    geostream_ingest::stage::run(settings, telemetry, shutdown).await?;
+    Ok(())
 }
 
 fn run_process(valid: &config::Validated) -> Result<(), CliError> {
+    runtime()?.block_on(async {
+        let telemetry = start_telemetry(valid, "process").await?;
+        serve_process(valid, &telemetry, shutdown_signal()).await
+    })
+}
+
+/// Runs the processor until `shutdown` resolves.
+async fn serve_process(
+    valid: &config::Validated,
+    telemetry: &geostream_telemetry::Telemetry,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
     let cfg = &valid.config;
     let pr = &cfg.process;
     let instance = pr
@@ -479,14 +540,23 @@ fn run_process(valid: &config::Validated) -> Result<(), CliError> {
         transaction_timeout: std::time::Duration::from_millis(pr.transaction_timeout_ms),
         sql: Some(geostream_sql::runner()),
     };
-    runtime()?.block_on(async {
-        let telemetry = start_telemetry(valid, "process").await?;
-        geostream_processor::stage::run(settings, &telemetry, shutdown_signal()).await?;
-        Ok(())
-    })
+    geostream_processor::stage::run(settings, telemetry, shutdown).await?;
+    Ok(())
 }
 
 fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
+    runtime()?.block_on(async {
+        let telemetry = start_telemetry(valid, "sink").await?;
+        serve_sink(valid, &telemetry, shutdown_signal()).await
+    })
+}
+
+/// Runs the sink (with the outputs and the archive, as configured) until `shutdown` resolves.
+async fn serve_sink(
+    valid: &config::Validated,
+    telemetry: &geostream_telemetry::Telemetry,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
     let cfg = &valid.config;
     let archive = archive_settings(valid)?;
     // Without a search engine the sink runs archive-only (the standalone shape); with neither it
@@ -519,16 +589,15 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
         request_timeout: std::time::Duration::from_millis(sk.request_timeout_ms),
         index: geostream_sink::templates::IndexSettings { replicas: sk.index_replicas },
     });
-    runtime()?.block_on(async {
-        let telemetry = start_telemetry(valid, "sink").await?;
+    {
         // The outputs and the archive run beside the sink in the same process, each in its own
         // consumer group.
         let outputs = match outputs_settings(valid) {
-            Some(s) => Some(geostream_outputs::OutputsStage::start(s, &telemetry).await?),
+            Some(s) => Some(geostream_outputs::OutputsStage::start(s, telemetry).await?),
             None => None,
         };
         let archive = match archive {
-            Some(s) => match geostream_archive::ArchiveStage::start(s, &telemetry).await {
+            Some(s) => match geostream_archive::ArchiveStage::start(s, telemetry).await {
                 Ok(a) => Some(a),
                 Err(e) => {
                     if let Some(o) = outputs {
@@ -541,7 +610,7 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
         };
         let sink = match settings {
             None => None,
-            Some(settings) => match geostream_sink::stage::SinkStage::start(settings, &telemetry).await {
+            Some(settings) => match geostream_sink::stage::SinkStage::start(settings, telemetry).await {
                 Ok(sink) => Some(sink),
                 Err(e) => {
                     if let Some(o) = outputs {
@@ -554,7 +623,7 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
                 }
             },
         };
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("sink shutting down");
         // All settle their batch in hand at the same time, within one termination grace period.
         tokio::join!(
@@ -575,7 +644,7 @@ fn run_sink(valid: &config::Validated) -> Result<(), CliError> {
             }
         );
         Ok(())
-    })
+    }
 }
 
 /// The archive's settings when it is enabled: the store opened from its URL, credentials read
@@ -658,6 +727,18 @@ fn outputs_settings(valid: &config::Validated) -> Option<geostream_outputs::Outp
 }
 
 fn run_api(valid: &config::Validated) -> Result<(), CliError> {
+    runtime()?.block_on(async {
+        let telemetry = start_telemetry(valid, "api").await?;
+        serve_api(valid, &telemetry, shutdown_signal()).await
+    })
+}
+
+/// Runs the API until `shutdown` resolves.
+async fn serve_api(
+    valid: &config::Validated,
+    telemetry: &geostream_telemetry::Telemetry,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
     let cfg = &valid.config;
     let api = &cfg.api;
     // `auto` takes the archive only when one is configured: an API over an empty default
@@ -723,10 +804,9 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
             _ => None,
         },
     };
-    runtime()?.block_on(async {
-        let telemetry = start_telemetry(valid, "api").await?;
+    {
         let stage = match archive {
-            None => geostream_api::stage::ApiStage::start(settings, &telemetry).await?,
+            None => geostream_api::stage::ApiStage::start(settings, telemetry).await?,
             Some(store) => {
                 tracing::info!(url = %store.url, "answering from the archive and a live layer");
                 let archive = geostream_api::local::archive::DataFusionArchive::open(store, valid.tenant.as_str())
@@ -734,18 +814,18 @@ fn run_api(valid: &config::Validated) -> Result<(), CliError> {
                     .map_err(|e| geostream_api::stage::StageError::Archive(e.to_string()))?;
                 geostream_api::stage::ApiStage::start_local(
                     settings,
-                    &telemetry,
+                    telemetry,
                     std::sync::Arc::new(archive),
                     api.live_tail,
                 )
                 .await?
             }
         };
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("api shutting down");
         stage.shutdown().await;
         Ok(())
-    })
+    }
 }
 
 /// The stage's `/metrics`, `/healthz` and `/readyz`, listening before the stage starts so probes
@@ -783,16 +863,22 @@ async fn shutdown_signal() {
     }
 }
 
-fn not_implemented(what: &'static str, issue: u32, title: &'static str) -> CliError {
-    tracing::error!(stage = what, issue, "not implemented yet");
-    CliError::NotImplemented { what, issue, title }
+/// `level` plus quieter defaults for the embedded broker of `standalone`, unless `level` says
+/// otherwise about it: tansu logs every request at info, and its storage logs a refused request
+/// (such as creating a topic that exists, which every stage does at start) at error. What matters
+/// of those reaches the stages as Kafka errors, and they log it.
+fn with_quiet_broker(level: &str) -> String {
+    if level.contains("tansu") || level.contains("rama") {
+        return level.to_owned();
+    }
+    format!("{level},tansu_broker=warn,tansu_service=warn,tansu_sans_io=warn,tansu_storage=off,rama=warn")
 }
 
 fn init_logging(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
     // RUST_LOG wins so a developer can turn on a module's debug output without editing config.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .or_else(|_| EnvFilter::try_new(with_quiet_broker(&cfg.log.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match cfg.log.format {
@@ -825,9 +911,13 @@ mod tests {
         for g in &groups {
             assert!(allows(&acls, ResourceType::Group, g, Operation::Read), "group {g}");
         }
-        let tx = format!("{}-processor-0", naming.consumer_group(&tenant, Stage::Process));
+        let tx = naming.transactional_id(&tenant, Stage::Process, "processor-0");
         assert!(allows(&acls, ResourceType::TransactionalId, &tx, Operation::Write), "{tx}");
         let other: TenantId = "acme-x".parse().unwrap();
+        // A tenant whose id starts like this one's stage names: none of its ids are allowed.
+        let lookalike: TenantId = "acme-process-x".parse().unwrap();
+        let theirs = naming.transactional_id(&lookalike, Stage::Process, "processor-0");
+        assert!(!allows(&acls, ResourceType::TransactionalId, &theirs, Operation::Write), "{theirs}");
         assert!(!allows(
             &acls,
             ResourceType::Group,

@@ -161,7 +161,9 @@ pub async fn run<T: RegistrySpec + Send + 'static>(
                 if dry_run && topic.topic().is_empty() { Registry::default() } else { read(topic).await? };
             let steps = plan(wanted, &registered, prune).map_err(RegistryCliError::Invalid)?;
             let mut out = String::new();
-            let (mut changed, mut kept) = (0, 0);
+            let mut kept = 0;
+            // (id, JSON or None for a tombstone) of every change, written together below.
+            let mut writes: Vec<(String, Option<Vec<u8>>)> = Vec::new();
             for step in &steps {
                 let line = match step {
                     Step::Add(s) => format!("added {} {} (version {})", T::WHAT, s.id(), s.version()),
@@ -172,22 +174,23 @@ pub async fn run<T: RegistrySpec + Send + 'static>(
                     }
                     Step::Delete(id) => format!("deleted {} {id}", T::WHAT),
                 };
-                if !matches!(step, Step::Keep(_)) {
-                    changed += 1;
-                    if !dry_run {
-                        match step {
-                            Step::Add(s) | Step::Update(s) => {
-                                let v = serde_json::to_vec(s)
-                                    .map_err(|e| RegistryCliError::Usage(format!("{}: {e}", s.id())))?;
-                                topic.put(s.id(), Some(&v)).await?;
-                            }
-                            Step::Delete(id) => topic.put(id, None).await?,
-                            Step::Keep(_) => {}
-                        }
+                match step {
+                    Step::Add(s) | Step::Update(s) => {
+                        let v =
+                            serde_json::to_vec(s).map_err(|e| RegistryCliError::Usage(format!("{}: {e}", s.id())))?;
+                        writes.push((s.id().to_owned(), Some(v)));
                     }
+                    Step::Delete(id) => writes.push((id.clone(), None)),
+                    Step::Keep(_) => {}
                 }
                 out.push_str(&line);
                 out.push('\n');
+            }
+            let changed = writes.len();
+            if !dry_run && !writes.is_empty() {
+                let records: Vec<(&str, Option<&[u8]>)> =
+                    writes.iter().map(|(id, v)| (id.as_str(), v.as_deref())).collect();
+                topic.put_all(&records).await?;
             }
             let verb = if dry_run { "would write" } else { "wrote" };
             out.push_str(&format!("{verb} {changed} change(s) to {}; {kept} unchanged\n", topic.topic()));

@@ -61,11 +61,15 @@ fn config_print_shows_effective_values_and_masks_secrets() {
 }
 
 #[test]
-fn stages_not_built_yet_say_so_and_fail() {
-    let out = geostream(&["standalone"], &[("GEOSTREAM_TENANT", "acme")]);
-    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+fn a_demo_without_its_catalog_says_where_to_run_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = geostream(&["demo", "--catalog", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("not implemented yet") && err.contains("#7"), "{err}");
+    assert!(err.contains("demo.yaml") && err.contains("--catalog"), "{err}");
+    let out = geostream(&["demo", "--speed", "0"], &[("GEOSTREAM_CATALOG", "/x")]);
+    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--speed 0"), "{}", stderr(&out));
 }
 
 #[test]
@@ -282,7 +286,18 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if let Some(c) = self.0.as_mut() {
             let _ = c.kill();
-            let _ = c.wait();
+            let status = c.wait();
+            // A failed test shows what the process said: "not ready" alone does not tell an exit
+            // from a hang.
+            if std::thread::panicking() {
+                let mut err = String::new();
+                if let Some(mut pipe) = c.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut err);
+                }
+                let tail: Vec<&str> = err.lines().rev().take(60).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                eprintln!("--- the process ({status:?}); the end of its stderr:\n{}", tail.join("\n"));
+            }
         }
     }
 }
@@ -308,9 +323,26 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> KillOnDrop {
 
 /// Stops a started child with SIGTERM (as Kubernetes does) and returns what it wrote.
 fn sigterm(child: &mut KillOnDrop) -> Output {
+    signal(child, "TERM")
+}
+
+/// Sends `sig` (`TERM`, `INT` for a Ctrl-C) to a started child and returns what it wrote when it
+/// has exited.
+fn signal(child: &mut KillOnDrop, sig: &str) -> Output {
     let child = child.0.take().unwrap();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap().success());
     child.wait_with_output().unwrap()
+}
+
+/// Waits (bounded by attempts, 10 minutes' worth) for a started child to exit by itself.
+fn exited(child: &mut KillOnDrop) -> Output {
+    for _ in 0..6000 {
+        if child.0.as_mut().unwrap().try_wait().unwrap().is_some() {
+            return child.0.take().unwrap().wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the process did not exit by itself");
 }
 
 fn free_port() -> u16 {
@@ -1159,7 +1191,7 @@ fn kafka_acls_prints_commands_or_json_for_the_configured_tenant_and_refuses_a_ba
     assert!(commands.iter().all(|c| c.contains("--bootstrap-server k1:9093 --command-config admin.properties --add")));
     assert!(text.contains("--topic prod.acme. --resource-pattern-type prefixed"), "{text}");
     assert!(text.contains("--group geostream-acme-process --resource-pattern-type literal"), "{text}");
-    assert!(text.contains("--transactional-id geostream-acme-process- --resource-pattern-type prefixed"), "{text}");
+    assert!(text.contains("--transactional-id prod.acme.process. --resource-pattern-type prefixed"), "{text}");
 
     let out = geostream(&["kafka", "acls", "--principal", "User:acme", "--format", "json"], &env);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1278,4 +1310,351 @@ fn feeds_and_ingest_run_on_sasl_scram_over_tls_with_the_printed_acls_and_never_l
         assert!(!logs.contains(refused), "ingest was refused something ({refused}):\n{logs}");
     }
     assert!(!logs.contains(&password), "ingest logged the SASL password:\n{logs}");
+}
+
+/// `geostream standalone` alone (no Kafka, no search engine): the embedded broker, ingest, the
+/// processor, the archive and the API in one process. A feed registered with the CLI against it
+/// (the real GPX activity, 988 points) comes out of the API as one track of 988 positions, with the
+/// analytics' events and aggregates; a restart on the same data directory keeps exactly those, and
+/// the file is not read again.
+#[test]
+fn standalone_runs_every_stage_on_its_embedded_broker_and_a_restart_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sample = dir.path().join("activity.gpx");
+    std::fs::copy(
+        geostream_tests::repo_root().join("services/codecs/tests/data/gpx/georust_garmin-activity.gpx"),
+        &sample,
+    )
+    .unwrap();
+    let tenant = "solo";
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let api_listen = format!("127.0.0.1:{}", free_port());
+    let metrics_listen = format!("127.0.0.1:{}", free_port());
+    let ingest_listen = format!("127.0.0.1:{}", free_port());
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{tenant} solo-token\n")).unwrap();
+    let env = [
+        ("GEOSTREAM_TENANT", tenant),
+        ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+        ("GEOSTREAM_API__LISTEN", api_listen.as_str()),
+        ("GEOSTREAM_API__TOKENS_FILE", tokens.to_str().unwrap()),
+        ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
+        ("GEOSTREAM_INGEST__LISTEN", ingest_listen.as_str()),
+        ("GEOSTREAM_ARCHIVE__FLUSH_MAX_AGE_S", "1"),
+        ("GEOSTREAM_PROCESS__COMMIT_INTERVAL_MS", "200"),
+    ];
+    let data_arg = data.to_str().unwrap();
+    let mut child = start(&["standalone", "--data-dir", data_arg], &env);
+    let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+
+    // The CLI reaches the embedded broker at kafka.bootstrap, as it would a cluster. Fences and
+    // analytics first: the processor applies them from the records that follow.
+    // A fence around where the ride starts: its first point is an `enter`.
+    let fences = dir.path().join("fences.geojson");
+    std::fs::write(
+        &fences,
+        r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"id":"start"},
+            "geometry":{"type":"Polygon","coordinates":[[[-121.98,37.23],[-121.96,37.23],[-121.96,37.25],[-121.98,37.25],[-121.98,37.23]]]}}]}"#,
+    )
+    .unwrap();
+    let out = geostream(&["fences", "apply", fences.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let analytics = dir.path().join("analytics.yaml");
+    std::fs::write(
+        &analytics,
+        "- {id: zones, analytic: {kind: geofence}}\n\
+         - {id: bins, analytic: {kind: bins, cells: {kind: geohash, precision: 6}, window_s: 300}}\n",
+    )
+    .unwrap();
+    let out = geostream(&["analytics", "apply", analytics.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let catalog: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(geostream_tests::repo_root().join("feeds/gpx-file.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut feed = serde_json::to_value(&catalog["feed"]).unwrap();
+    feed["id"] = serde_json::json!("bike");
+    feed["source"] = serde_json::json!({"kind": "file", "path": sample});
+    let spec = dir.path().join("feed.json");
+    std::fs::write(&spec, serde_json::to_vec(&feed).unwrap()).unwrap();
+    let out = geostream(&["feeds", "register", "--file", spec.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let get = |path: &str| {
+        let (status, body) =
+            request_until(|h| h.get(format!("http://{api_listen}{path}")).bearer_auth("solo-token"), &[0], 600);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let count = |v: &serde_json::Value| v["features"].as_array().map_or(0, Vec::len);
+    // Track ids are free text ("casual stroll#0" here): one path segment, percent-encoded.
+    let track_path = |track: &str| {
+        let mut url = reqwest::Url::parse(&format!("http://{api_listen}/v1/{tenant}/tracks")).unwrap();
+        url.path_segments_mut().unwrap().push(track);
+        format!("{}?limit=2000", url.path())
+    };
+    // Wait (bounded by attempts) until the archive or the live layer shows the whole track.
+    let mut track = String::new();
+    let mut positions = 0;
+    for _ in 0..600 {
+        let latest = get(&format!("/v1/{tenant}/latest"));
+        if let Some(t) = latest["features"][0]["properties"]["track"].as_str() {
+            track = t.to_owned();
+            positions = count(&get(&track_path(&track)));
+            if positions >= 988 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(positions, 988, "every point of the activity, once, as track {track:?}");
+    // The processor's output is complete when it has consumed all 988 observations and the API
+    // shows as many events and aggregates as it produced, twice in a row (its counters move with
+    // each committed transaction).
+    let produced = || {
+        let (_, metrics) = get_until(&format!("http://{metrics_listen}/metrics"), &[0]);
+        // The sum over the series of `metric` whose labels contain `label` (absent: 0).
+        let sum = |metric: &str, label: &str| -> usize {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(metric) && l.contains(label))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as usize
+        };
+        (
+            sum("geostream_process_records_total{", ""),
+            sum("geostream_process_produced_total{", r#"name="events""#),
+            sum("geostream_process_produced_total{", r#"name="aggregates""#),
+        )
+    };
+    let (mut events, mut aggregates, mut settled) = (0, 0, 0);
+    for _ in 0..600 {
+        let (records, made_events, made_aggregates) = produced();
+        events = count(&get(&format!("/v1/{tenant}/events?limit=1000")));
+        aggregates = count(&get(&format!("/v1/{tenant}/aggregates")));
+        let complete = records == 988 && events == made_events && aggregates == made_aggregates;
+        settled = if complete { settled + 1 } else { 0 };
+        if settled == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        settled,
+        2,
+        "the API shows what the processor produced: {:?} vs {events} events, {aggregates} aggregates",
+        produced()
+    );
+    assert!(events > 0 && aggregates > 0, "the processor's output: {events} events, {aggregates} aggregates");
+    let out = sigterm(&mut child);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "standalone exit: {:?}\n{log}", out.status);
+
+    // Same data directory: everything is still there once, and nothing is read or derived again.
+    let mut child = start(&["standalone", "--data-dir", data_arg], &env);
+    let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    // Give ingest the time to (wrongly) read the file again before counting.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(count(&get(&track_path(&track))), 988, "after the restart");
+    assert_eq!(count(&get(&format!("/v1/{tenant}/events?limit=1000"))), events, "events after the restart");
+    assert_eq!(count(&get(&format!("/v1/{tenant}/aggregates"))), aggregates, "aggregates after the restart");
+    let (records, made_events, made_aggregates) = produced();
+    assert_eq!((records, made_events, made_aggregates), (0, 0, 0), "the restarted processor derived nothing again");
+    let out = sigterm(&mut child);
+    assert!(out.status.success(), "standalone exit: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs `geostream demo` as a newcomer would (nothing but the binary, the repository's `feeds/`
+/// and the built dashboard), stopping by itself with `--exit-after`.
+fn run_demo(data: &std::path::Path, exit_after: &str, env: &[(&str, &str)], log: &std::path::Path) -> KillOnDrop {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_geostream"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GEOSTREAM_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(["demo", "--data-dir", data.to_str().unwrap(), "--exit-after", exit_after, "--status-every-s", "5"])
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        // A file, not a pipe: nobody reads stderr while the demo runs, and a full pipe would stall it.
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .map(|c| KillOnDrop(Some(c)))
+        .unwrap()
+}
+
+/// `geostream demo`, end to end on its embedded broker: the sample feeds of every kind come out of
+/// the API with events and aggregates, the dashboard shows them moving in a real browser, and the
+/// demo stops by itself with a summary. A second run on the same data directory continues the
+/// replay: the GPS receiver's track (one fix a second in the sample) is then exactly the sample's
+/// first N fixes, each once, rebased at the replay speed, with none lost or repeated across the
+/// restart.
+#[test]
+fn demo_shows_live_samples_with_events_and_a_restart_loses_and_repeats_nothing() {
+    let chromium = geostream_tests::service("GEOSTREAM_CHROMIUM", "demo dashboard");
+    let root = geostream_tests::repo_root();
+    if chromium.is_some() {
+        let built = Command::new(root.join("scripts/dashboard.sh")).status().unwrap();
+        assert!(built.success(), "scripts/dashboard.sh failed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let api_listen = format!("127.0.0.1:{}", free_port());
+    let metrics_listen = format!("127.0.0.1:{}", free_port());
+    let ingest_listen = format!("127.0.0.1:{}", free_port());
+    let catalog = root.join("feeds");
+    let dashboard = root.join("web/dist");
+    let env = [
+        ("GEOSTREAM_KAFKA__BOOTSTRAP", bootstrap.as_str()),
+        ("GEOSTREAM_API__LISTEN", api_listen.as_str()),
+        ("GEOSTREAM_TELEMETRY__LISTEN", metrics_listen.as_str()),
+        ("GEOSTREAM_INGEST__LISTEN", ingest_listen.as_str()),
+        ("GEOSTREAM_ARCHIVE__FLUSH_MAX_AGE_S", "1"),
+        ("GEOSTREAM_CATALOG", catalog.to_str().unwrap()),
+        ("GEOSTREAM_API__DASHBOARD_DIR", dashboard.to_str().unwrap()),
+    ];
+    // The first two runs end with a signal once checked (a slow machine must not see the demo gone
+    // mid-check); their --exit-after only bounds a test that failed to stop them.
+    let log1 = dir.path().join("demo-1.log");
+    let mut first = run_demo(&data, "30m", &env, &log1);
+    let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    // The demo made the tenant's read token and keeps it in the data directory.
+    let tokens = std::fs::read_to_string(data.join("demo-api-tokens")).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("demo-api-tokens")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the token file is the owner's alone");
+    let token = tokens.split_whitespace().nth(1).unwrap().to_owned();
+    let get = |path: &str| -> serde_json::Value {
+        let (status, body) =
+            request_until(|h| h.get(format!("http://{api_listen}{path}")).bearer_auth(&token), &[0], 600);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let features = |v: &serde_json::Value| v["features"].as_array().cloned().unwrap_or_default();
+    let feeds = ["ais-nmea-tcp", "opensky-csv-file", "gtfs-rt-vehicle-positions", "nmea-gps-tcp", "usgs-earthquakes"];
+
+    // Every feed on the map (latest position per track), events and aggregates: bounded by attempts.
+    let (mut seen_feeds, mut events, mut aggregates) = (std::collections::BTreeSet::new(), 0, 0);
+    for _ in 0..600 {
+        seen_feeds = features(&get("/v1/demo/latest?limit=9999"))
+            .iter()
+            .filter_map(|f| f["properties"]["feed"].as_str().map(str::to_owned))
+            .collect();
+        events = features(&get("/v1/demo/events?limit=100")).len();
+        aggregates = features(&get("/v1/demo/aggregates")).len();
+        if seen_feeds.len() == feeds.len() && events > 0 && aggregates > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(seen_feeds, feeds.iter().map(|f| f.to_string()).collect(), "feeds with positions");
+    assert!(events > 0 && aggregates > 0, "{events} events, {aggregates} aggregates");
+
+    if let Some(chromium) = &chromium {
+        let screenshot = geostream_tests::report_dir().join("demo-dashboard.png");
+        let out = Command::new("node")
+            .arg(root.join("web/tests/demo.mjs"))
+            .current_dir(root.join("web"))
+            .env("GEOSTREAM_URL", format!("http://{api_listen}"))
+            .env("GEOSTREAM_TOKEN", &token)
+            .env("GEOSTREAM_TENANT", "demo")
+            .env("GEOSTREAM_CHROMIUM", chromium)
+            .env("GEOSTREAM_SCREENSHOT", &screenshot)
+            .output()
+            .unwrap();
+        let said = stdout(&out);
+        let last = said.lines().last().unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(last).unwrap_or_else(|e| panic!("browser said {said:?} ({e}); {}", stderr(&out)));
+        assert_eq!(v["stage"], "done", "{v}\n{}", stderr(&out));
+        assert!(v["live_points"].as_u64().unwrap() >= 20, "{v}");
+        assert!(v["live_features"].as_u64().unwrap() >= v["at_live"]["live_features"].as_u64().unwrap() + 50, "{v}");
+        assert!(v["events"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["fences"], 218, "the demo's fences drawn: {v}");
+        assert!(v["feeds"].as_array().unwrap().len() >= 4, "feed panel: {v}");
+        assert_eq!(v["external_requests"], serde_json::json!([]), "{v}");
+        assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
+    }
+
+    // Ctrl-C: a clean stop with the summary.
+    let out = signal(&mut first, "INT");
+    let log = std::fs::read_to_string(&log1).unwrap_or_default();
+    assert!(out.status.success(), "first run: {:?}\n{log}", out.status);
+    let summary = stdout(&out);
+    assert!(summary.starts_with("geostream demo ran"), "{summary}");
+    // The GPS receiver's replay speed, from the summary's table (`nmea-gps-tcp  4x ...`).
+    let speed: i64 = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("nmea-gps-tcp"))
+        .and_then(|rest| rest.split_whitespace().next()?.strip_suffix('x')?.parse().ok())
+        .unwrap_or_else(|| panic!("no speed for nmea-gps-tcp in the summary:\n{summary}"));
+    for feed in feeds {
+        assert!(summary.contains(feed), "{feed} in the summary:\n{summary}");
+    }
+    assert!(log.contains("dashboard  http://"), "the dashboard's address is printed:\n{log}");
+    assert!(log.contains("registry   227 change(s) written, 0 unchanged"), "{log}");
+
+    // Second run on the same directory: the registrations stand, the replay goes on.
+    let log2 = dir.path().join("demo-2.log");
+    let mut second = run_demo(&data, "30m", &env, &log2);
+    let (status, body) = get_until(&format!("http://{metrics_listen}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    let decoded = geostream(&["decode", "--feed", "nmea-gps-tcp"], &[("GEOSTREAM_CATALOG", catalog.to_str().unwrap())]);
+    assert!(decoded.status.success(), "{}", stderr(&decoded));
+    let rfc = &geostream_model::time::format_description::well_known::Rfc3339;
+    let parse = |s: &str| geostream_model::time::OffsetDateTime::parse(s, rfc).unwrap();
+    let sample: Vec<_> = stdout(&decoded)
+        .lines()
+        .map(|l| parse(serde_json::from_str::<serde_json::Value>(l).unwrap()["properties"]["time"].as_str().unwrap()))
+        .collect();
+    let track_times = || -> Vec<geostream_model::time::OffsetDateTime> {
+        let mut t: Vec<_> = features(&get("/v1/demo/tracks/nmea-gps-tcp?limit=2000"))
+            .iter()
+            .map(|f| parse(f["properties"]["time"].as_str().unwrap()))
+            .collect();
+        t.sort();
+        t
+    };
+    // Wait (bounded) until the second run has added fixes well past the first run's.
+    let mut times = track_times();
+    let after_first = times.len();
+    for _ in 0..600 {
+        if times.len() >= after_first + 40 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        times = track_times();
+    }
+    assert!(
+        times.len() >= after_first + 40,
+        "the second run goes on: {after_first} then {}\n{}",
+        times.len(),
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
+    assert!(times.len() < sample.len(), "still in the first pass: {} fixes", times.len());
+    // Exactly the sample's first fixes, once each: offset k from the first is the sample's offset k
+    // divided by the speed (to the nanosecond).
+    for (k, t) in times.iter().enumerate() {
+        let rebased = (*t - times[0]) * speed as i32;
+        assert_eq!(rebased, sample[k] - sample[0], "fix {k} of {}: {t}", times.len());
+    }
+    let out = sigterm(&mut second);
+    let log = std::fs::read_to_string(&log2).unwrap_or_default();
+    assert!(out.status.success(), "second run: {:?}\n{log}", out.status);
+    // 218 fences, 4 analytics and 5 feeds, none written again.
+    assert!(log.contains("registry   0 change(s) written, 227 unchanged"), "{log}");
+
+    // --exit-after alone ends a run, with the summary.
+    let log3 = dir.path().join("demo-3.log");
+    let mut third = run_demo(&data, "5s", &env, &log3);
+    let out = exited(&mut third);
+    let log = std::fs::read_to_string(&log3).unwrap_or_default();
+    assert!(out.status.success(), "third run: {:?}\n{log}", out.status);
+    assert!(stdout(&out).starts_with("geostream demo ran"), "{}", stdout(&out));
 }

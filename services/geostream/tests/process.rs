@@ -122,22 +122,27 @@ fn topic(tenant: &TenantId, kind: TopicKind) -> String {
     Naming::default().topic(tenant, kind)
 }
 
+/// The processor's input topic and its two compacted registries (analytics, fences).
+async fn create_input_topics(admin: &AdminClient<DefaultClientContext>, tenant: &TenantId) {
+    let (obs, registry, fence_topic) =
+        (topic(tenant, TopicKind::Observations), topic(tenant, TopicKind::Analytics), topic(tenant, TopicKind::Fences));
+    let new = [
+        NewTopic::new(&obs, PARTITIONS, TopicReplication::Fixed(1)),
+        NewTopic::new(&registry, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+        NewTopic::new(&fence_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+    ];
+    for r in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
+        r.unwrap();
+    }
+}
+
 /// Topics and the analytics registry, before any processor starts.
 fn prepare(bootstrap: &str, tenant: &TenantId, fences: &[FenceSpec]) {
     rt().block_on(async {
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-        let obs = topic(tenant, TopicKind::Observations);
-        let registry = topic(tenant, TopicKind::Analytics);
-        let fence_topic = topic(tenant, TopicKind::Fences);
-        let new = [
-            NewTopic::new(&obs, PARTITIONS, TopicReplication::Fixed(1)),
-            NewTopic::new(&registry, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
-            NewTopic::new(&fence_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
-        ];
-        for r in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
-            r.unwrap();
-        }
+        create_input_topics(&admin, tenant).await;
+        let (registry, fence_topic) = (topic(tenant, TopicKind::Analytics), topic(tenant, TopicKind::Fences));
         let p = producer(bootstrap);
         for spec in analytics() {
             let v = serde_json::to_vec(&spec).unwrap();
@@ -643,15 +648,7 @@ fn the_processor_runs_on_sasl_scram_over_tls_with_only_its_tenants_acls() {
     let obs = topic(&tenant, TopicKind::Observations);
     rt().block_on(async {
         let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
-        let (registry, fence_topic) = (topic(&tenant, TopicKind::Analytics), topic(&tenant, TopicKind::Fences));
-        let new = [
-            NewTopic::new(&obs, PARTITIONS, TopicReplication::Fixed(1)),
-            NewTopic::new(&registry, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
-            NewTopic::new(&fence_topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
-        ];
-        for r in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
-            r.unwrap();
-        }
+        create_input_topics(&admin, &tenant).await;
         let p: FutureProducer = client().set("enable.idempotence", "true").create().unwrap();
         let send = |t: String, k: String, v: Vec<u8>| {
             let p = p.clone();

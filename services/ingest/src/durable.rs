@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use geostream_kafka::Kept;
 use geostream_model::{Classify, ErrorClass};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -334,7 +335,7 @@ impl Drainer {
         Self { source, config, health, observations, deadletter }
     }
 
-    fn producer(&self) -> Result<FutureProducer, KafkaError> {
+    fn producer(&self) -> Result<FutureProducer<Kept>, KafkaError> {
         let mut cfg = ClientConfig::new();
         for (k, v) in &self.config.properties {
             cfg.set(k, v);
@@ -347,7 +348,7 @@ impl Drainer {
             .set("message.timeout.ms", "0")
             .set("linger.ms", "5")
             .set("compression.type", "lz4");
-        cfg.create()
+        geostream_kafka::create(&cfg, ())
     }
 
     fn set_health(&self, ok: bool, detail: impl Into<String>) {
@@ -391,7 +392,12 @@ impl Drainer {
         }
     }
 
-    async fn session(&self, producer: &FutureProducer, shared: &Arc<Shared>, cancel: &CancellationToken) -> SessionEnd {
+    async fn session(
+        &self,
+        producer: &FutureProducer<Kept>,
+        shared: &Arc<Shared>,
+        cancel: &CancellationToken,
+    ) -> SessionEnd {
         let mut next = shared.lock().ack_position();
         // Records Kafka wrote but whose acknowledgement never reached the previous producer (the
         // broker went away mid-request, or ingest restarted) are in the spool and in Kafka. A new
@@ -509,7 +515,7 @@ impl Drainer {
             .map_err(|e| e.to_string())?
     }
 
-    fn send(&self, producer: &FutureProducer, seq: u64, env: Envelope) -> Delivery {
+    fn send(&self, producer: &FutureProducer<Kept>, seq: u64, env: Envelope) -> Delivery {
         let (topic, produced) = match env.route {
             Route::Observations => self.observations.clone(),
             Route::DeadLetter => self.deadletter.clone(),
@@ -608,7 +614,16 @@ fn read_back(cfg: &ClientConfig, topics: &[String], n: i64) -> Result<HashSet<[u
         }
         match consumer.poll(Duration::from_millis(500)) {
             None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            // The end is where the consumer's position reaches the high watermark, not the last
+            // record received: the dead-letter topic is also written in the processor's
+            // transactions, so it ends with a commit marker, which is never delivered.
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                let positions = consumer.position().map_err(|e| e.to_string())?;
+                ends.retain(|(topic, partition), end| {
+                    let at = positions.find_partition(topic, *partition).map(|e| e.offset());
+                    !matches!(at, Some(Offset::Offset(o)) if o >= *end)
+                });
+            }
             Some(Err(e)) => return Err(e.to_string()),
             Some(Ok(m)) => {
                 let key = (m.topic().to_owned(), m.partition());

@@ -54,6 +54,8 @@ pub struct IngestMetrics {
     pub source_up: Family<FeedLabel, Gauge>,
     /// Source errors (connection failures, HTTP errors) per feed.
     pub source_errors: Family<FeedLabel, Counter>,
+    /// Passes of a repeated file started per feed (a restart continuing a pass does not count).
+    pub file_passes: Family<FeedLabel, Counter>,
     /// Bytes of unacknowledged records in the spool.
     pub spool_bytes: Gauge,
     /// Records in the spool not yet acknowledged by Kafka.
@@ -86,6 +88,7 @@ impl IngestMetrics {
         r.register("ingest_last_seen_timestamp_seconds", "Unix time of the feed's last input", self.last_seen.clone());
         r.register("ingest_source_up", "1 while the feed's source is connected or serving", self.source_up.clone());
         r.register("ingest_source_errors", "Source errors (connects, HTTP, reads)", self.source_errors.clone());
+        r.register("ingest_file_passes", "Passes of a repeated file started", self.file_passes.clone());
         r.register(
             "ingest_spool_bytes",
             "Bytes of records in the spool not yet acked by Kafka",

@@ -151,6 +151,40 @@ impl Batch {
     }
 }
 
+/// Moves event times onto the wall clock for one pass of a repeated file: an event at `origin`
+/// happens at `anchor`, later ones follow at `speed` times the recorded pace, earlier ones precede
+/// it the same way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retime {
+    /// The event time that lands on `anchor`. `None` until the first observation passes, which
+    /// then becomes the origin (line files are read in time order, so their first observation is
+    /// their earliest without reading ahead).
+    pub origin: Option<OffsetDateTime>,
+    /// When the pass's first event happens.
+    pub anchor: OffsetDateTime,
+    /// Replay speed factor (`original` = 1); positive and finite.
+    pub speed: f64,
+}
+
+impl Retime {
+    /// `anchor + (time - origin) / speed`, taking `time` as the origin if there is none yet.
+    pub fn apply(&mut self, time: OffsetDateTime) -> OffsetDateTime {
+        let origin = *self.origin.get_or_insert(time);
+        let gap = time - origin;
+        let scaled = if self.speed == 1.0 {
+            // Exact at the recorded pace, whatever the span.
+            gap
+        } else {
+            // Nanoseconds through f64: deterministic for the same inputs (ids depend on it);
+            // `as` saturates absurd gaps instead of panicking.
+            let nanos = (gap.whole_nanoseconds() as f64 / self.speed).round();
+            geostream_model::time::Duration::nanoseconds(nanos as i64)
+        };
+        // A result beyond the calendar keeps the anchor: such a record cannot be placed anyway.
+        self.anchor.checked_add(scaled).unwrap_or(self.anchor)
+    }
+}
+
 /// One feed's decoder: codec state plus the rules that turn outcomes into envelopes.
 pub struct FeedPipeline {
     feed: FeedId,
@@ -158,6 +192,7 @@ pub struct FeedPipeline {
     track_from: Option<String>,
     max_record_bytes: usize,
     line_ctx: Context,
+    retime: Option<Retime>,
 }
 
 impl std::fmt::Debug for FeedPipeline {
@@ -191,7 +226,19 @@ impl FeedPipeline {
             track_from,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             line_ctx: Context::new(spec.id.clone(), OffsetDateTime::UNIX_EPOCH),
+            retime: None,
         })
+    }
+
+    /// Rebases the event time of every observation decoded from now on (and recomputes its id,
+    /// which includes the time); `None` keeps times as decoded.
+    pub fn set_retime(&mut self, retime: Option<Retime>) {
+        self.retime = retime;
+    }
+
+    /// The rebasing in force, with the origin it took from the first observation if it had none.
+    pub fn retime(&self) -> Option<Retime> {
+        self.retime
     }
 
     /// Lowers the per-record size limit (tests; brokers with a smaller `message.max.bytes`).
@@ -222,8 +269,9 @@ impl FeedPipeline {
     pub fn decode_unit(&mut self, input: &[u8], ctx: &Context, batch: &mut Batch) {
         batch.inputs += 1;
         batch.input_bytes += input.len() as u64;
-        let Self { codec, feed, track_from, max_record_bytes, .. } = self;
-        let mut emit = |o: Outcome| push(feed, track_from.as_deref(), *max_record_bytes, o, ctx, batch);
+        let Self { codec, feed, track_from, max_record_bytes, retime, .. } = self;
+        let mut emit =
+            |o: Outcome| push(feed, track_from.as_deref(), *max_record_bytes, retime.as_mut(), o, ctx, batch);
         codec.decode(input, ctx, &mut emit);
     }
 
@@ -267,8 +315,9 @@ impl FeedPipeline {
     /// End of a stream (connection closed, file done): flushes what the codec still holds, such as
     /// an incomplete multi-part AIS message.
     pub fn finish(&mut self, ctx: &Context, batch: &mut Batch) {
-        let Self { codec, feed, track_from, max_record_bytes, .. } = self;
-        let mut emit = |o: Outcome| push(feed, track_from.as_deref(), *max_record_bytes, o, ctx, batch);
+        let Self { codec, feed, track_from, max_record_bytes, retime, .. } = self;
+        let mut emit =
+            |o: Outcome| push(feed, track_from.as_deref(), *max_record_bytes, retime.as_mut(), o, ctx, batch);
         codec.finish(ctx, &mut emit);
     }
 }
@@ -277,6 +326,7 @@ fn push(
     feed: &FeedId,
     track_from: Option<&str>,
     max_record_bytes: usize,
+    retime: Option<&mut Retime>,
     outcome: Outcome,
     ctx: &Context,
     batch: &mut Batch,
@@ -288,6 +338,14 @@ fn push(
             {
                 obs.track = Some(track);
                 obs.refresh_id();
+            }
+            if let Some(retime) = retime {
+                obs.time = retime.apply(obs.time);
+                obs.refresh_id();
+                // A paced record is decoded ahead of its (rebased) time and sent when that time
+                // comes, so that is when it was received; `received` before `time` would read as
+                // a record from the future, and feed status would show the decode as last seen.
+                obs.received = obs.received.max(obs.time);
             }
             let value = match serde_json::to_vec(&obs) {
                 Ok(v) => v,
@@ -385,6 +443,7 @@ impl Deduper {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use geostream_model::time::Duration;
     use geostream_model::{Format, Observation};
 
     fn spec(format: Format, source: Source) -> FeedSpec {
@@ -544,6 +603,67 @@ mod tests {
         p.decode_payload(b"!AIVDM,1,1,,A,15RTgt0PAso;90TKcjM8h6g208CQ,0*4A\n", &ctx, &mut batch);
         let own: Observation = serde_json::from_slice(&batch.envelopes[0].value).unwrap();
         assert_eq!(own.track.unwrap().as_str(), "371798000");
+    }
+
+    fn at(s: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn retime_maps_event_times_onto_the_anchor_at_the_replay_speed() {
+        let anchor = now();
+        let mut r = Retime { origin: Some(at(0)), anchor, speed: 1.0 };
+        assert_eq!(r.apply(at(0)), anchor, "the origin lands on the anchor");
+        assert_eq!(r.apply(at(90)), anchor + Duration::seconds(90));
+        assert_eq!(r.apply(at(-30)), anchor - Duration::seconds(30), "before the origin: before the anchor");
+        let nanos = at(0) + Duration::nanoseconds(123_456_789);
+        assert_eq!(r.apply(nanos), anchor + Duration::nanoseconds(123_456_789), "exact at speed 1");
+        let mut fast = Retime { origin: Some(at(0)), anchor, speed: 60.0 };
+        assert_eq!(fast.apply(at(120)), anchor + Duration::seconds(2));
+        assert_eq!(fast.apply(at(-60)), anchor - Duration::seconds(1));
+        assert_eq!(fast.apply(at(1)), anchor + Duration::nanoseconds(16_666_667), "rounded to the nanosecond");
+        let mut slow = Retime { origin: Some(at(0)), anchor, speed: 0.5 };
+        assert_eq!(slow.apply(at(3)), anchor + Duration::seconds(6));
+        let mut lazy = Retime { origin: None, anchor, speed: 2.0 };
+        assert_eq!(lazy.apply(at(50)), anchor, "the first time seen becomes the origin");
+        assert_eq!(lazy.origin, Some(at(50)));
+        assert_eq!(lazy.apply(at(54)), anchor + Duration::seconds(2));
+        assert_eq!(lazy.apply(at(40)), anchor - Duration::seconds(5));
+        let mut absurd = Retime { origin: Some(OffsetDateTime::UNIX_EPOCH), anchor, speed: 1e-300 };
+        let _ = absurd.apply(at(0));
+    }
+
+    #[test]
+    fn retimed_observations_get_new_ids_stable_for_the_same_pass() {
+        let decode = |retime: Option<Retime>| {
+            let mut p = FeedPipeline::new(&spec(Format::Geojson, push_spec())).unwrap();
+            p.set_retime(retime);
+            let mut batch = Batch::default();
+            p.decode_payload(POINT.as_bytes(), &p.context(now(), "file"), &mut batch);
+            let obs: Observation = serde_json::from_slice(&batch.envelopes[0].value).unwrap();
+            assert_eq!(batch.event_times[0], Some(obs.time), "pacing sees the rebased time");
+            assert_eq!(batch.fingerprints[0], *obs.id.as_bytes());
+            (obs, p.retime())
+        };
+        let (plain, none) = decode(None);
+        assert_eq!(none, None);
+        assert_eq!(plain.time.unix_timestamp(), 1_714_564_800);
+        let pass = |anchor| Some(Retime { origin: None, anchor, speed: 1.0 });
+        let (first, used) = decode(pass(at(0)));
+        assert_eq!(first.time, at(0), "the first observation is the origin");
+        assert_eq!(used.unwrap().origin, Some(plain.time), "the origin it took is kept for checkpoints");
+        assert_eq!(first.id, first.compute_id(), "id recomputed after the time changed");
+        assert_ne!(first.id, plain.id);
+        let (again, _) = decode(pass(at(0)));
+        assert_eq!(again.id, first.id, "the same pass gives the same ids (restart mid-pass)");
+        let (next, _) = decode(pass(at(10)));
+        assert_ne!(next.id, first.id, "the next pass has its own ids");
+        assert_eq!(next.time, at(10));
+        // Decoded now, due in an hour: received when it is due, not before its own time.
+        let later = now() + Duration::hours(1);
+        let (ahead, _) = decode(pass(later));
+        assert_eq!((ahead.time, ahead.received), (later, later));
+        assert_eq!(ahead.id, ahead.compute_id(), "received is not part of the id");
     }
 
     #[test]

@@ -209,7 +209,8 @@ impl RegistryClient {
     pub async fn put(&self, id: &FeedId, spec: Option<&FeedSpec>) -> Result<(), RegistryError> {
         let mut cfg = client_config(&self.properties);
         cfg.set("enable.idempotence", "true").set("message.timeout.ms", "30000");
-        let producer: FutureProducer = cfg.create().map_err(self.kafka_err("producer"))?;
+        let producer: FutureProducer<geostream_kafka::Kept> =
+            geostream_kafka::create(&cfg, ()).map_err(self.kafka_err("producer"))?;
         let value = match spec {
             Some(s) => Some(serde_json::to_vec(s).map_err(|_| RegistryError::Encode(id.to_string()))?),
             None => None,

@@ -12,7 +12,8 @@
 //!   `p t.observations.ingest-recovery`, the API's followers `p t.<kind>.api-live`, `.api-local`,
 //!   `.api-feed-status`), covered by the topic prefix `p t.`, which no other tenant's names start
 //!   with (tenant ids contain no '.');
-//! - the processor's transactional ids `geostream-t-process-<instance>`.
+//! - the processor's transactional ids `p t.process.<instance>`, under the topic prefix `p t.` for
+//!   the same reason.
 //!
 //! Idempotent producers need no cluster-level ACL on Kafka 3.0 and later (KIP-679): write access
 //! to a topic is enough for `InitProducerId`.
@@ -205,9 +206,9 @@ pub fn tenant_acls(naming: &Naming, tenant: &TenantId, principal: &str) -> Resul
         binding(
             TransactionalId,
             Prefixed,
-            format!("{}-", naming.consumer_group(tenant, Stage::Process)),
+            naming.transactional_id_prefix(tenant, Stage::Process),
             vec![Write],
-            "process: one transactional id per instance (geostream-<tenant>-process-<pod>)",
+            "process: one transactional id per instance (<prefix><tenant>.process.<pod>)",
         ),
     ])
 }
@@ -244,7 +245,7 @@ mod tests {
         for stage in [Stage::Process, Stage::Sink] {
             assert!(allows(&acls, ResourceType::Group, &naming.consumer_group(&acme, stage), Operation::Read));
         }
-        assert!(allows(&acls, ResourceType::TransactionalId, "geostream-acme-process-pod-0", Operation::Write));
+        assert!(allows(&acls, ResourceType::TransactionalId, "prod.acme.process.pod-0", Operation::Write));
         assert!(allows(&acls, ResourceType::Group, "prod.acme.fences.reader", Operation::Read));
 
         // `acme-ports` shares the `acme` prefix in group names; none of its names may be allowed.
@@ -259,7 +260,10 @@ mod tests {
             assert!(!allows(&acls, ResourceType::Topic, &topic, Operation::Describe), "{topic}");
         }
         assert!(!allows(&acls, ResourceType::Topic, "acme.observations", Operation::Read), "another prefix");
-        assert!(!allows(&acls, ResourceType::TransactionalId, "geostream-acme-ports-process-0", Operation::Write));
+        assert!(!allows(&acls, ResourceType::TransactionalId, "prod.acme-ports.process.0", Operation::Write));
+        // A tenant named like this one's stage prefix: its transactional ids are its own too.
+        let lookalike = naming.transactional_id(&tenant("acme-process-x"), Stage::Process, "0");
+        assert!(!allows(&acls, ResourceType::TransactionalId, &lookalike, Operation::Write), "{lookalike}");
         assert!(!allows(&acls, ResourceType::Group, "geostream-acme-ports-outputs", Operation::Read));
     }
 
@@ -294,10 +298,7 @@ mod tests {
             ]
         );
         let tx = acls.iter().find(|b| b.resource == ResourceType::TransactionalId).unwrap();
-        assert_eq!(
-            tx.add_args()[5..],
-            ["--transactional-id", "geostream-acme-process-", "--resource-pattern-type", "prefixed"]
-        );
+        assert_eq!(tx.add_args()[5..], ["--transactional-id", "acme.process.", "--resource-pattern-type", "prefixed"]);
     }
 
     #[test]

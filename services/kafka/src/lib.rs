@@ -7,17 +7,20 @@
 //! Must not: know any record format; callers fold the raw keys and values themselves.
 
 pub mod acls;
+pub mod keeper;
+
+pub use keeper::{Hooks, Kept, create};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientConfig, ClientContext};
 
 /// A Kafka call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +152,7 @@ pub fn partitions_of<C: ConsumerContext>(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReaderContext;
 
-impl ClientContext for ReaderContext {
+impl Hooks for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
             tracing::error!(error = %error, reason, "kafka client error");
@@ -157,10 +160,8 @@ impl ClientContext for ReaderContext {
     }
 }
 
-impl ConsumerContext for ReaderContext {}
-
 /// A consumer for reading to the end of partitions (no group membership).
-pub type ReaderConsumer = BaseConsumer<ReaderContext>;
+pub type ReaderConsumer = BaseConsumer<Kept<ReaderContext>>;
 
 /// Receives each record's key and value (`None`: a tombstone).
 pub type Apply<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
@@ -182,7 +183,7 @@ impl CompactedReader {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
         let consumer: ReaderConsumer =
-            cfg.create_with_context(ReaderContext).map_err(|e| KafkaOpError::new(topic, "consumer", e))?;
+            create(&cfg, ReaderContext).map_err(|e| KafkaOpError::new(topic, "consumer", e))?;
         let mut tpl = TopicPartitionList::new();
         for p in partitions_of(&consumer, topic, Duration::from_secs(30))? {
             tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| KafkaOpError::new(topic, "assign", e))?;

@@ -255,6 +255,13 @@ pub enum Source {
         /// a restart instead of reading it again.
         #[serde(default = "yes")]
         resume: bool,
+        /// Single files: read the file again from the start each time its end is reached, for
+        /// ever (demos, soak tests). Each pass is rebased to the wall clock: the file's earliest
+        /// event time becomes the time the pass starts, later ones follow at the replay speed, so
+        /// records look live and a pass never repeats an earlier pass's ids. Needs a paced
+        /// `replay` (`original` or a speed factor).
+        #[serde(default)]
+        repeat: bool,
     },
     /// Consume another Kafka topic.
     Kafka {
@@ -631,8 +638,15 @@ impl FeedSpec {
             Source::Tcp { address, .. } | Source::Udp { address } => {
                 c.host_port("source.address", address)?;
             }
-            Source::File { path, replay, pattern, .. } => {
+            Source::File { path, replay, pattern, repeat, .. } => {
                 c.non_empty("source.path", path)?;
+                if *repeat && *replay == Replay::Fast {
+                    return Err(c.err(
+                        "source.repeat",
+                        "needs a paced replay: with `replay: fast` every pass would land at the same instant; \
+                         set `replay` to `original` or a speed factor",
+                    ));
+                }
                 if let Some(p) = pattern {
                     c.non_empty("source.pattern", p)?;
                     if p.contains('/') {

@@ -147,10 +147,24 @@ impl Naming {
         format!("{INDEX_PREFIX}{}-{}", tenant, kind.as_str())
     }
 
-    /// `geostream-<tenant>-<stage>`: the Kafka consumer group (and transactional id prefix) of a
-    /// stage, shared by its replicas so partitions are split between them.
+    /// `geostream-<tenant>-<stage>`: the Kafka consumer group of a stage, shared by its replicas so
+    /// partitions are split between them.
     pub fn consumer_group(&self, tenant: &TenantId, stage: Stage) -> String {
         format!("{INDEX_PREFIX}{}-{}", tenant, stage.as_str())
+    }
+
+    /// `<prefix><tenant>.<stage>.`: how every transactional id of a tenant's stage starts. It lies
+    /// under the tenant's topic prefix, which no other tenant's names start with (tenant ids
+    /// contain no '.'), so one prefixed ACL covers exactly this tenant's ids; a prefix built like
+    /// the groups, `geostream-acme-process-`, would also cover tenant `acme-process-x`'s.
+    pub fn transactional_id_prefix(&self, tenant: &TenantId, stage: Stage) -> String {
+        format!("{}{}.{}.", self.topic_prefix, tenant, stage.as_str())
+    }
+
+    /// The transactional id of one instance of a stage (the processor's pod name), stable across
+    /// its restarts so Kafka fences the previous incarnation.
+    pub fn transactional_id(&self, tenant: &TenantId, stage: Stage, instance: &str) -> String {
+        format!("{}{instance}", self.transactional_id_prefix(tenant, stage))
     }
 }
 
@@ -169,8 +183,14 @@ mod tests {
         assert_eq!(n.topic(&acme(), TopicKind::Observations), "acme-ports.observations");
         assert_eq!(n.index(&acme(), IndexKind::Latest), "geostream-acme-ports-latest");
         assert_eq!(n.consumer_group(&acme(), Stage::Process), "geostream-acme-ports-process");
+        assert_eq!(n.transactional_id(&acme(), Stage::Process, "process-0"), "acme-ports.process.process-0");
         let n = Naming::new("staging.").unwrap();
         assert_eq!(n.topic(&acme(), TopicKind::Deadletter), "staging.acme-ports.deadletter");
+        assert_eq!(n.transactional_id_prefix(&acme(), Stage::Process), "staging.acme-ports.process.");
+        // No tenant's transactional ids start another tenant's prefix.
+        let other = TenantId::new("acme").unwrap();
+        let theirs = n.transactional_id(&acme(), Stage::Process, "x");
+        assert!(!theirs.starts_with(&n.transactional_id_prefix(&other, Stage::Process)), "{theirs}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Produces events to one topic.
 pub struct KafkaSender {
-    producer: FutureProducer,
+    producer: FutureProducer<geostream_kafka::Kept>,
     topic: String,
 }
 
@@ -49,8 +49,7 @@ impl KafkaSender {
             .set("acks", "all")
             .set("message.timeout.ms", MESSAGE_TIMEOUT.as_millis().to_string())
             .set("client.id", format!("geostream-outputs-{name}"));
-        let producer = cfg
-            .create()
+        let producer = geostream_kafka::create(&cfg, ())
             .map_err(|e| OutputError::Config { output: name.to_string(), problem: format!("Kafka producer: {e}") })?;
         Ok(Self { producer, topic: target.topic.clone() })
     }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use geostream_kafka::Kept;
 use geostream_model::backoff::Backoff;
 use geostream_model::time::OffsetDateTime;
 use geostream_model::{DeadLetter, Event, Naming, ReasonCode, Stage, TenantId, TopicKind};
@@ -126,12 +127,12 @@ impl OutputsStage {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");
-        let consumer: StreamConsumer =
-            consumer_cfg.create().map_err(|source| OutputError::Kafka { what: "events consumer", source })?;
+        let consumer: StreamConsumer<Kept> = geostream_kafka::create(&consumer_cfg, ())
+            .map_err(|source| OutputError::Kafka { what: "events consumer", source })?;
         let mut producer_cfg = client_config(&settings.kafka);
         producer_cfg.set("enable.idempotence", "true").set("acks", "all");
-        let producer: FutureProducer =
-            producer_cfg.create().map_err(|source| OutputError::Kafka { what: "dead-letter producer", source })?;
+        let producer: FutureProducer<Kept> = geostream_kafka::create(&producer_cfg, ())
+            .map_err(|source| OutputError::Kafka { what: "dead-letter producer", source })?;
         let cancel = CancellationToken::new();
         let batches = Arc::new(AtomicU64::new(0));
         let worker = Worker {
@@ -203,8 +204,8 @@ fn client_config(props: &BTreeMap<String, String>) -> ClientConfig {
 struct Worker {
     settings: OutputsSettings,
     outputs: Vec<Output>,
-    consumer: Arc<StreamConsumer>,
-    producer: FutureProducer,
+    consumer: Arc<StreamConsumer<Kept>>,
+    producer: FutureProducer<Kept>,
     deadletter_topic: String,
     metrics: OutputMetrics,
     health: Health,

@@ -224,19 +224,29 @@ impl RegistryTopic {
 
     /// Writes a spec (JSON) or, with `None`, a tombstone, and waits for Kafka's acknowledgement.
     pub async fn put(&self, id: &str, value: Option<&[u8]>) -> Result<(), geostream_kafka::KafkaOpError> {
+        self.put_all(&[(id, value)]).await
+    }
+
+    /// Writes specs and tombstones through one producer, all in flight at once, and waits for
+    /// every acknowledgement: a file of hundreds of fences is one round of writes, not one
+    /// producer start-up per fence. The first failure is returned once all have settled.
+    pub async fn put_all(&self, records: &[(&str, Option<&[u8]>)]) -> Result<(), geostream_kafka::KafkaOpError> {
         use rdkafka::producer::{FutureProducer, FutureRecord};
         let mut cfg = geostream_kafka::client_config(&self.properties);
         cfg.set("enable.idempotence", "true").set("message.timeout.ms", "30000");
         let producer: FutureProducer =
             cfg.create().map_err(|e| geostream_kafka::KafkaOpError::new(&self.topic, "producer", e))?;
-        let mut record = FutureRecord::<str, [u8]>::to(&self.topic).key(id);
-        if let Some(v) = value {
-            record = record.payload(v);
+        let sends = records.iter().map(|(id, value)| {
+            let mut record = FutureRecord::<str, [u8]>::to(&self.topic).key(*id);
+            if let Some(v) = value {
+                record = record.payload(*v);
+            }
+            producer.send(record, std::time::Duration::from_secs(30))
+        });
+        let results = futures::future::join_all(sends).await;
+        for r in results {
+            r.map_err(|(e, _)| geostream_kafka::KafkaOpError::new(&self.topic, "write", e))?;
         }
-        producer
-            .send(record, std::time::Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| geostream_kafka::KafkaOpError::new(&self.topic, "write", e))?;
         Ok(())
     }
 }

@@ -28,19 +28,19 @@ use geostream_analytics::FenceIndex;
 use geostream_analytics::engine::{EngineConfig, Output, SqlFactory};
 use geostream_analytics::spec::AnalyticSpec;
 use geostream_kafka::{
-    CompactedReader, KafkaOpError, ReaderConsumer, ReaderContext, TopicSpec, client_config, ensure_topics,
+    CompactedReader, Hooks, KafkaOpError, Kept, ReaderConsumer, ReaderContext, TopicSpec, client_config, ensure_topics,
     partitions_of,
 };
 use geostream_model::backoff::Backoff;
 use geostream_model::time::OffsetDateTime;
 use geostream_model::{DeadLetter, FenceSpec, Naming, Observation, ReasonCode, Stage, TenantId, TopicKind};
 use geostream_telemetry::{Health, Telemetry};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientConfig, ClientContext};
 
 use crate::checkpoint::{CheckpointDir, CheckpointError, decode, encode};
 use crate::metrics::{PartitionLabel, ProcessMetrics};
@@ -124,10 +124,8 @@ struct GroupContext {
     assigned: Mutex<BTreeSet<i32>>,
 }
 
-impl ClientContext for GroupContext {}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+impl Hooks for GroupContext {
+    fn pre_rebalance(&self, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             self.revoked.store(true, Ordering::SeqCst);
             if let Ok(mut a) = self.assigned.lock() {
@@ -139,7 +137,7 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             if let Ok(mut a) = self.assigned.lock() {
                 a.extend(tpl.elements().iter().map(|e| e.partition()));
@@ -379,14 +377,14 @@ impl Worker {
 
         let group = s.naming.consumer_group(&s.tenant, Stage::Process);
         let mut pcfg = client_config(&s.kafka);
-        pcfg.set("transactional.id", format!("{group}-{}", s.instance))
+        pcfg.set("transactional.id", s.naming.transactional_id(&s.tenant, Stage::Process, &s.instance))
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "zstd")
             .set("message.max.bytes", (MAX_STATE_BYTES + 1024 * 1024).to_string())
             .set("transaction.timeout.ms", s.transaction_timeout.as_millis().to_string());
-        let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
-            pcfg.create().map_err(client("transactional producer"))?;
+        let producer: ThreadedProducer<Kept> =
+            geostream_kafka::create(&pcfg, ()).map_err(client("transactional producer"))?;
         producer.init_transactions(Duration::from_secs(60)).map_err(client("init transactions"))?;
 
         let mut ccfg = client_config(&s.kafka);
@@ -403,7 +401,8 @@ impl Worker {
             }
         }
         let ctx = GroupContext { revoked: AtomicBool::new(false), assigned: Mutex::new(BTreeSet::new()) };
-        let consumer: BaseConsumer<GroupContext> = ccfg.create_with_context(ctx).map_err(client("consumer"))?;
+        let consumer: BaseConsumer<Kept<GroupContext>> =
+            geostream_kafka::create(&ccfg, ctx).map_err(client("consumer"))?;
         consumer.subscribe(&[topics.observations.as_str()]).map_err(client("subscribe"))?;
         let state_reader = StateReader::new(&s.kafka, &topics.state)?;
         self.health.set("kafka", true, format!("in group {group}, {inputs} input partitions"));
@@ -499,8 +498,8 @@ fn note(change: &Change, what: &str) -> bool {
 struct Session<'a> {
     worker: &'a Worker,
     topics: &'a Topics,
-    producer: &'a ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
-    consumer: &'a BaseConsumer<GroupContext>,
+    producer: &'a ThreadedProducer<Kept>,
+    consumer: &'a BaseConsumer<Kept<GroupContext>>,
 }
 
 impl Session<'_> {
@@ -805,7 +804,7 @@ impl StateReader {
             .set("enable.partition.eof", "true")
             .set("fetch.max.bytes", (MAX_STATE_BYTES + 1024 * 1024).to_string())
             .set("receive.message.max.bytes", (MAX_STATE_BYTES + 2 * 1024 * 1024).to_string());
-        let consumer: ReaderConsumer = cfg.create_with_context(ReaderContext).map_err(client("state reader"))?;
+        let consumer: ReaderConsumer = geostream_kafka::create(&cfg, ReaderContext).map_err(client("state reader"))?;
         Ok(Self { consumer, topic: topic.to_owned() })
     }
 

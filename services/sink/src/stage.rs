@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use geostream_kafka::Kept;
 use geostream_model::time::OffsetDateTime;
 use geostream_model::{Classify, DeadLetter, Naming, ReasonCode, Stage, TenantId, TopicKind};
 use geostream_telemetry::{Health, Telemetry};
@@ -107,13 +108,13 @@ impl SinkStage {
             settings.password.as_deref(),
             settings.request_timeout,
         )?;
-        let consumer: StreamConsumer = client_config(&consumer_properties(&settings))
-            .create()
-            .map_err(|source| StageError::Kafka { what: "consumer", source })?;
+        let consumer: StreamConsumer<Kept> =
+            geostream_kafka::create(&client_config(&consumer_properties(&settings)), ())
+                .map_err(|source| StageError::Kafka { what: "consumer", source })?;
         let mut producer_cfg = client_config(&settings.kafka);
         producer_cfg.set("enable.idempotence", "true").set("acks", "all");
-        let producer: FutureProducer =
-            producer_cfg.create().map_err(|source| StageError::Kafka { what: "dead-letter producer", source })?;
+        let producer: FutureProducer<Kept> = geostream_kafka::create(&producer_cfg, ())
+            .map_err(|source| StageError::Kafka { what: "dead-letter producer", source })?;
         let cancel = CancellationToken::new();
         let batches = Arc::new(AtomicU64::new(0));
         let worker = Worker {
@@ -197,8 +198,8 @@ fn client_config(props: &BTreeMap<String, String>) -> ClientConfig {
 struct Worker {
     settings: SinkSettings,
     client: SearchClient,
-    consumer: Arc<StreamConsumer>,
-    producer: FutureProducer,
+    consumer: Arc<StreamConsumer<Kept>>,
+    producer: FutureProducer<Kept>,
     deadletter_topic: String,
     metrics: SinkMetrics,
     health: Health,

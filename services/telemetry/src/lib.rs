@@ -38,6 +38,8 @@ pub struct CheckState {
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     checks: Arc<RwLock<BTreeMap<String, CheckState>>>,
+    /// Put before every name this handle sets (see [`Health::scoped`]).
+    prefix: String,
 }
 
 /// What `/readyz` answers, also useful for logs and tests.
@@ -53,7 +55,14 @@ impl Health {
     /// Records the state of the named check, creating it when new.
     pub fn set(&self, name: &str, ok: bool, detail: impl Into<String>) {
         let mut checks = self.checks.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        checks.insert(name.to_owned(), CheckState { ok, detail: detail.into() });
+        checks.insert(format!("{}{name}", self.prefix), CheckState { ok, detail: detail.into() });
+    }
+
+    /// A handle on the same checks whose names it sets are `<scope>/<name>`. Several stages in one
+    /// process (`geostream standalone`) each report a `kafka` check: unscoped, the stage that
+    /// reported last would hide another's broken connection.
+    pub fn scoped(&self, scope: &str) -> Self {
+        Self { checks: Arc::clone(&self.checks), prefix: format!("{}{scope}/", self.prefix) }
     }
 
     /// The current readiness. With no checks registered a stage is not ready: an empty list means
@@ -73,10 +82,20 @@ pub struct Telemetry {
     health: Health,
 }
 
+/// Makes ring rustls's process-wide crypto provider. geostream builds rustls with ring only, but
+/// the embedded broker's dependencies (tansu) switch on rustls's aws-lc-rs provider too; with two
+/// compiled in, rustls no longer picks one by itself and every TLS user that relies on the process
+/// default (the API's HTTPS, MQTT over TLS) would panic. Every stage makes a `Telemetry` first, so
+/// this runs before any of them. Installing twice is harmless (the first one stays).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Telemetry {
     /// Creates the registry for `stage` (metric names are prefixed `geostream_`) and registers
     /// `geostream_build_info{stage, version}` = 1 so every scrape shows what is running.
     pub fn new(stage: &str, tenant: &str) -> Self {
+        install_crypto_provider();
         let mut registry = Registry::with_prefix_and_labels(
             "geostream",
             [("stage".into(), stage.to_owned().into()), ("tenant".into(), tenant.to_owned().into())].into_iter(),
@@ -96,6 +115,12 @@ impl Telemetry {
     pub fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
         let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut registry)
+    }
+
+    /// The same registry and checks, with the check names this handle sets scoped to `scope`
+    /// (see [`Health::scoped`]): for one stage among several in a process.
+    pub fn scoped(&self, scope: &str) -> Self {
+        Self { stage: self.stage.clone(), registry: Arc::clone(&self.registry), health: self.health.scoped(scope) }
     }
 
     /// The shared health state.
@@ -176,6 +201,21 @@ mod tests {
         assert_eq!(r.checks["elasticsearch"].detail, "connection refused");
         h.set("elasticsearch", true, "green");
         assert!(h.report().ready);
+    }
+
+    #[test]
+    fn scoped_handles_keep_their_checks_apart_in_one_report() {
+        let h = Health::default();
+        let (ingest, process) = (h.scoped("ingest"), h.scoped("process"));
+        ingest.set("kafka", true, "connected");
+        process.set("kafka", false, "broker down");
+        let r = h.report();
+        assert!(!r.ready, "one stage's working Kafka must not hide another's broken one");
+        assert_eq!(r.checks.keys().collect::<Vec<_>>(), ["ingest/kafka", "process/kafka"]);
+        assert_eq!(process.report(), r, "every handle sees the whole process");
+        process.set("kafka", true, "connected");
+        assert!(h.report().ready);
+        assert_eq!(h.scoped("a").scoped("b").prefix, "a/b/");
     }
 
     #[tokio::test]

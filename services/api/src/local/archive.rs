@@ -35,7 +35,9 @@ pub struct DataFusionArchive {
 impl DataFusionArchive {
     /// Registers `tenant`'s tables of `store`.
     pub async fn open(store: ArchiveStore, tenant: &str) -> Result<DataFusionArchive, ApiError> {
-        let ctx = SessionContext::new();
+        // Files are written while the API runs: a session that lists them on every query.
+        let ctx = geostream_archive::read::session()
+            .map_err(|e| ApiError::Archive(format!("archive at {}: {e}", store.url)))?;
         geostream_archive::register(&ctx, Arc::clone(&store.store), &store.root, tenant)
             .await
             .map_err(|e| ApiError::Archive(format!("archive at {}: {e}", store.url)))?;

@@ -312,7 +312,7 @@ impl Follower {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer = match cfg.create() {
+        let consumer: BaseConsumer<geostream_kafka::Kept> = match geostream_kafka::create(&cfg, ()) {
             Ok(c) => c,
             Err(e) => {
                 self.health.set("live", false, format!("Kafka consumer: {e}"));
@@ -380,11 +380,24 @@ impl Follower {
                             tracing::debug!(topic = m.topic(), offset = m.offset(), %why, skipped, "api live layer skipped a record");
                         }
                     }
-                    let key = (m.topic().to_owned(), m.partition());
-                    if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
-                        ends.remove(&key);
-                        self.report(&ends);
+                }
+            }
+            // Caught up by the consumer's position, not the last record's offset: a transactional
+            // topic (events, aggregates) ends with a commit marker, which is never delivered as a
+            // record but which the position moves past. The position is local state; no network.
+            if !ends.is_empty()
+                && let Ok(positions) = consumer.position()
+            {
+                let before = ends.len();
+                for e in positions.elements() {
+                    if let Offset::Offset(at) = e.offset()
+                        && ends.get(&(e.topic().to_owned(), e.partition())).is_some_and(|end| at >= *end)
+                    {
+                        ends.remove(&(e.topic().to_owned(), e.partition()));
                     }
+                }
+                if ends.len() != before {
+                    self.report(&ends);
                 }
             }
             if last_trim.elapsed() >= self.settings.trim_interval {

@@ -21,13 +21,22 @@
 //! copied in is not read half-written; a line file that grows later is read on from its offset, a
 //! document file that changes is read again (its records keep their ids). Names starting with `.`
 //! are skipped unless the pattern starts with `.`, as writers use them for temporary files.
+//!
+//! With `repeat` a single file is read again from the start each time its end is reached: a
+//! [`Pass`]. Each pass is rebased to the wall clock by a [`Retime`] (the file's earliest event on
+//! the pass's anchor), so its records get times, and ids, of their own; records are due when the
+//! wall clock reaches their rebased time ([`wall_delay`]), not relative to the first record as the
+//! [`Pacer`] has it, and a document's records are taken in time order ([`sort_by_event_time`]).
+//! The checkpoint carries the pass, its anchor and origin: a restart mid-pass continues the pass
+//! with the same times (no record lost or given a second id), one after a pass's end starts the
+//! next pass ([`next_anchor`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use geostream_codecs::Framing;
-use geostream_model::time::OffsetDateTime;
+use geostream_model::time::{Duration as TimeDuration, OffsetDateTime};
 use geostream_model::{ReasonCode, Replay, Source};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,7 +46,8 @@ use tokio_util::sync::CancellationToken;
 use super::lines::{Line, LineKind, LineSplitter, MAX_LINE_BYTES, decode_line};
 use super::{BATCH_MAX_UNITS, commit, sleep_or_cancel};
 use crate::feed::{FeedHandle, SourceError, now};
-use crate::pipeline::{Batch, FeedPipeline};
+use crate::metrics::FeedLabel;
+use crate::pipeline::{Batch, FeedPipeline, Retime};
 use geostream_model::backoff::Backoff;
 
 /// How often a folder is listed for new or grown files.
@@ -62,8 +72,16 @@ const WARM_UP_LINES: usize = 256;
 /// Bytes at the start of a file hashed to recognise it again.
 const HEAD_BYTES: u64 = 4096;
 
-/// A wait shorter than this is not worth committing early for.
-const PACING_SLACK: Duration = Duration::from_millis(20);
+/// A wait shorter than this is not worth committing early for: a paced record may go out this much
+/// before it is due.
+pub const PACING_SLACK: Duration = Duration::from_millis(20);
+
+/// Shortest time between the anchors of two passes of a repeated file. A file whose records all
+/// share one time (a GTFS-rt snapshot) would otherwise loop as fast as it can be read.
+pub const MIN_PASS: Duration = Duration::from_secs(10);
+
+/// A wait this long means "not in this lifetime" (until cancelled), without overflowing an Instant.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// How far one file has been read, stored as JSON in the feed's state directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +107,20 @@ pub struct Checkpoint {
     pub records: u64,
     /// The file was read to its end.
     pub done: bool,
+    /// Repeated files: the pass this checkpoint belongs to (from 1; 0 without `repeat`).
+    #[serde(default)]
+    pub pass: u64,
+    /// Repeated files: the wall-clock time the pass's origin was placed at.
+    #[serde(default, with = "geostream_model::rfc3339::option")]
+    pub anchor: Option<OffsetDateTime>,
+    /// Repeated files: the event time placed at `anchor` (none until the first observation of a
+    /// line file passed).
+    #[serde(default, with = "geostream_model::rfc3339::option")]
+    pub origin: Option<OffsetDateTime>,
+    /// Repeated files: the latest rebased event time committed in the pass, so the next pass
+    /// starts after it.
+    #[serde(default, with = "geostream_model::rfc3339::option")]
+    pub last: Option<OffsetDateTime>,
 }
 
 impl Checkpoint {
@@ -149,18 +181,21 @@ pub enum Plan {
 }
 
 /// Decides where reading continues, from the file's checkpoint (if any), its current state, and
-/// whether its first `head_len` bytes still hash to the checkpoint's `head`. Pure.
-pub fn plan(ck: Option<&Checkpoint>, now: FileState, head_matches: bool, framing: Framing) -> Plan {
+/// whether its first `head_len` bytes still hash to the checkpoint's `head`. With `repeat`, a file
+/// read to its end starts again (the next pass). Pure.
+pub fn plan(ck: Option<&Checkpoint>, now: FileState, head_matches: bool, framing: Framing, repeat: bool) -> Plan {
     let Some(ck) = ck else { return Plan::Start };
     let same_file = head_matches && (ck.inode == 0 || now.inode == 0 || ck.inode == now.inode);
     let unchanged = now.size == ck.size && now.mtime_ns == ck.mtime_ns;
     match framing {
         _ if !same_file => Plan::Start,
+        _ if ck.done && repeat => Plan::Start,
         _ if ck.done && unchanged => Plan::Skip,
         Framing::Lines if now.size >= ck.offset => Plan::Lines { offset: ck.offset, line: ck.line },
         Framing::Lines => Plan::Start,
-        // A document that changed is a new document: all of it again.
-        Framing::Document if unchanged && !ck.done => Plan::Records(ck.records),
+        // A document that changed is a new document: all of it again. A repeat pass takes the
+        // records in time order, so a count from the other mode would name other records.
+        Framing::Document if unchanged && !ck.done && ck.anchor.is_some() == repeat => Plan::Records(ck.records),
         Framing::Document => Plan::Start,
     }
 }
@@ -210,6 +245,83 @@ pub fn settled(previous: Option<FileState>, current: FileState, now_ns: u64) -> 
     previous == Some(current) || now_ns.saturating_sub(current.mtime_ns) >= SETTLE.as_nanos() as u64
 }
 
+/// One pass of a repeated file: its number (from 1) and how its event times map to the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Passes started so far, this one included.
+    pub number: u64,
+    /// When the pass's origin happens.
+    pub anchor: OffsetDateTime,
+    /// The event time placed at `anchor`, once known.
+    pub origin: Option<OffsetDateTime>,
+    /// The latest rebased event time committed in this pass.
+    pub last: Option<OffsetDateTime>,
+}
+
+/// Where the pass after one anchored at `previous_anchor` (whose latest committed rebased time
+/// was `previous_last`) is anchored: now, but no sooner than [`MIN_PASS`] after the previous
+/// anchor, and not before the previous pass's last record, so a track's times never go back.
+pub fn next_anchor(
+    now: OffsetDateTime,
+    previous_anchor: OffsetDateTime,
+    previous_last: Option<OffsetDateTime>,
+) -> OffsetDateTime {
+    let spaced =
+        TimeDuration::try_from(MIN_PASS).ok().and_then(|d| previous_anchor.checked_add(d)).unwrap_or(previous_anchor);
+    now.max(spaced).max(previous_last.unwrap_or(now))
+}
+
+/// The pass a read following `plan` belongs to. Resuming mid-file continues the checkpoint's pass
+/// with its anchor and origin, so the records still to come get the ids they would have had;
+/// reading from the start begins the next pass. A checkpoint without a pass (written without
+/// `repeat`) begins pass 1 at `now`, wherever the plan resumes. Pure.
+pub fn pass_for(ck: Option<&Checkpoint>, plan: Plan, now: OffsetDateTime) -> Pass {
+    let previous = ck.and_then(|c| c.anchor.map(|anchor| (c, anchor)));
+    match (plan, previous) {
+        (Plan::Lines { .. } | Plan::Records(_), Some((c, anchor))) => {
+            Pass { number: c.pass.max(1), anchor, origin: c.origin, last: c.last }
+        }
+        (_, Some((c, anchor))) => {
+            Pass { number: c.pass + 1, anchor: next_anchor(now, anchor, c.last), origin: None, last: None }
+        }
+        (_, None) => Pass { number: ck.map_or(0, |c| c.pass) + 1, anchor: now, origin: None, last: None },
+    }
+}
+
+/// How long from the wall-clock time `now` until a record rebased to `due` is due (zero when it
+/// is). Repeated files pace by this instead of a [`Pacer`]: a restart mid-pass then catches up at
+/// once on what fell due while it was down. Pure.
+pub fn wall_delay(due: OffsetDateTime, now: OffsetDateTime) -> Duration {
+    let gap = due - now;
+    if !gap.is_positive() {
+        return Duration::ZERO;
+    }
+    Duration::try_from(gap).unwrap_or(FAR).min(FAR)
+}
+
+/// Orders a document's records by event time, dead letters (no time) first; records with equal
+/// times keep their document order. The order depends on the document alone, so a checkpoint's
+/// record count means the same records after a restart.
+pub fn sort_by_event_time(batch: &mut Batch) {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| batch.event_times.get(i).copied().flatten());
+    let mut envelopes: Vec<_> = std::mem::take(&mut batch.envelopes).into_iter().map(Some).collect();
+    let times = std::mem::take(&mut batch.event_times);
+    let fingerprints = std::mem::take(&mut batch.fingerprints);
+    for i in order {
+        if let Some(e) = envelopes.get_mut(i).and_then(Option::take) {
+            batch.envelopes.push(e);
+            batch.event_times.push(times.get(i).copied().flatten());
+            batch.fingerprints.push(fingerprints.get(i).copied().unwrap_or_default());
+        }
+    }
+}
+
+/// `t` cut to whole milliseconds: anchors read better in records and checkpoints.
+fn whole_millis(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(u32::from(t.millisecond()) * 1_000_000).unwrap_or(t)
+}
+
 /// Paces records by their event times: the first record is due at once, each later one when the
 /// wall clock has advanced as far as its event time did (divided by the speed factor). Records
 /// whose time lies before the first one's are due at once. Pure: the caller passes the clock.
@@ -236,6 +348,11 @@ impl Pacer {
         self.speed.is_some()
     }
 
+    /// The speed factor, `None` for `fast` (or an invalid factor).
+    pub fn speed(&self) -> Option<f64> {
+        self.speed
+    }
+
     /// How long from `now` until a record with event time `event` is due (zero when it is).
     pub fn delay(&mut self, event: OffsetDateTime, now: Instant) -> Duration {
         let Some(speed) = self.speed else { return Duration::ZERO };
@@ -245,9 +362,8 @@ impl Pacer {
             return Duration::ZERO;
         }
         // A gap beyond what an Instant can hold waits "forever" (until cancelled), without panic.
-        let far = Duration::from_secs(100 * 365 * 24 * 3600);
-        let wall = Duration::try_from_secs_f64(gap).unwrap_or(far).min(far);
-        first_wall.checked_add(wall).map_or(far, |due| due.saturating_duration_since(now))
+        let wall = Duration::try_from_secs_f64(gap).unwrap_or(FAR).min(FAR);
+        first_wall.checked_add(wall).map_or(FAR, |due| due.saturating_duration_since(now))
     }
 }
 
@@ -302,17 +418,29 @@ async fn head_hash(path: &Path, len: u64) -> Option<String> {
 
 /// Runs the source until the single file is read, or until `cancel` (a folder is watched).
 pub async fn run(handle: FeedHandle, cancel: CancellationToken) -> Result<(), SourceError> {
-    let Source::File { path, replay, pattern, resume } = &handle.spec.source else {
+    let Source::File { path, replay, pattern, resume, repeat } = &handle.spec.source else {
         return Err(handle.config_error("not a file source"));
     };
     let framing = handle.pipeline()?.framing();
+    let pacer = Pacer::new(*replay);
+    let repeat = match (*repeat, pacer.speed()) {
+        (false, _) => None,
+        (true, Some(speed)) => Some(speed),
+        (true, None) => {
+            return Err(
+                handle.config_error("source.repeat needs a paced replay (`original` or a speed factor), not `fast`")
+            );
+        }
+    };
     let mut reader = Reader {
         handle: &handle,
         cancel: &cancel,
         framing,
-        pacer: Pacer::new(*replay),
+        pacer,
         resume: *resume,
         progress: HashMap::new(),
+        repeat,
+        pass: None,
     };
     let path = PathBuf::from(path);
     let id = handle.id().to_owned();
@@ -323,11 +451,20 @@ pub async fn run(handle: FeedHandle, cancel: CancellationToken) -> Result<(), So
             m = tokio::fs::metadata(&path) => m,
         };
         let outcome = match meta {
+            Ok(m) if m.is_dir() && repeat.is_some() => {
+                break Err(handle.config_error(format!(
+                    "source.repeat applies to a single file, but source.path {} is a folder; \
+                     point source.path at one file or remove source.repeat",
+                    path.display()
+                )));
+            }
             Ok(m) if m.is_dir() => reader.watch(&path, pattern.as_deref()).await,
             Ok(_) => reader.read(&path).await,
             Err(e) => Err(Fail::Io(format!("{} cannot be opened: {e}", path.display()))),
         };
         match outcome {
+            // The next pass; the file is looked up again, as it may have been replaced.
+            Ok(End::Done) if repeat.is_some() => backoff.reset(),
             Ok(_) => break Ok(()),
             Err(Fail::Source(e)) => break Err(e),
             Err(Fail::Io(detail)) => {
@@ -376,6 +513,10 @@ struct Reader<'a> {
     resume: bool,
     /// Checkpoints of the files seen (also kept, not stored, without `resume`).
     progress: HashMap<PathBuf, Checkpoint>,
+    /// `repeat`'s speed factor; `None` without `repeat`.
+    repeat: Option<f64>,
+    /// The pass being read, with `repeat`.
+    pass: Option<Pass>,
 }
 
 impl Reader<'_> {
@@ -433,15 +574,37 @@ impl Reader<'_> {
     /// Reads one file from where its checkpoint says, to its end or until cancelled.
     async fn read(&mut self, path: &Path) -> Result<End, Fail> {
         let id = self.handle.id().to_owned();
-        let meta = tokio::fs::metadata(path).await.map_err(|e| Self::io("stat of", path, &e))?;
-        let state = FileState::of(&meta);
-        let ck = self.checkpoint(path).cloned();
-        let head_matches = match &ck {
-            Some(ck) if state.size >= ck.head_len => head_hash(path, ck.head_len).await.as_deref() == Some(&ck.head),
-            _ => false,
+        let (state, ck, plan) = loop {
+            let meta = tokio::fs::metadata(path).await.map_err(|e| Self::io("stat of", path, &e))?;
+            let state = FileState::of(&meta);
+            let ck = self.checkpoint(path).cloned();
+            let head_matches = match &ck {
+                Some(ck) if state.size >= ck.head_len => {
+                    head_hash(path, ck.head_len).await.as_deref() == Some(&ck.head)
+                }
+                _ => false,
+            };
+            let plan = plan(ck.as_ref(), state, head_matches, self.framing, self.repeat.is_some());
+            self.pass = self.repeat.map(|_| pass_for(ck.as_ref(), plan, whole_millis(now())));
+            // A pass anchored ahead (MIN_PASS, or the previous pass's last record) starts then; the
+            // file is looked at again after the wait, as it may have changed meanwhile.
+            let wait = self.pass.map_or(Duration::ZERO, |p| wall_delay(p.anchor, now()));
+            if wait <= PACING_SLACK {
+                break (state, ck, plan);
+            }
+            if !sleep_or_cancel(wait, self.cancel).await {
+                return Ok(End::Cancelled);
+            }
         };
-        let plan = plan(ck.as_ref(), state, head_matches, self.framing);
-        if ck.is_some() && plan == Plan::Start {
+        if let Some(p) = self.pass {
+            let continued = ck.as_ref().is_some_and(|c| c.pass == p.number);
+            if !continued {
+                self.handle.metrics.file_passes.get_or_create(&FeedLabel { feed: id.clone() }).inc();
+            }
+            tracing::info!(feed = %id, file = %path.display(), pass = p.number, anchor = %p.anchor, continued, "file: pass");
+        }
+        let repeat_start = self.repeat.is_some() && ck.as_ref().is_some_and(|c| c.done);
+        if ck.is_some() && plan == Plan::Start && !repeat_start {
             tracing::warn!(
                 feed = %id, file = %path.display(),
                 "file: the checkpoint does not apply (the file was replaced or truncated, or the document changed); \
@@ -468,6 +631,10 @@ impl Reader<'_> {
             line: 0,
             records: 0,
             done: false,
+            pass: 0,
+            anchor: None,
+            origin: None,
+            last: None,
         };
         tracing::info!(feed = %id, file = %path.display(), from = ?plan, size = state.size, "file: reading");
         self.handle.metrics.set_up(&id, true);
@@ -480,8 +647,14 @@ impl Reader<'_> {
     }
 
     /// Records progress, durably when resuming. Called only after the records it covers are
-    /// committed.
-    async fn save(&mut self, path: &Path, ck: Checkpoint) -> Result<(), Fail> {
+    /// committed. With `repeat` the checkpoint carries the pass, so a restart continues it.
+    async fn save(&mut self, path: &Path, mut ck: Checkpoint) -> Result<(), Fail> {
+        if let Some(p) = self.pass {
+            ck.pass = p.number;
+            ck.anchor = Some(p.anchor);
+            ck.origin = p.origin;
+            ck.last = p.last;
+        }
         if self.resume {
             let (dir, p, c) = (self.handle.state_dir.clone(), path.to_path_buf(), ck.clone());
             let stored = tokio::task::spawn_blocking(move || store_checkpoint(&dir, &p, &c)).await;
@@ -496,8 +669,39 @@ impl Reader<'_> {
     }
 
     /// Commits `batch`; `false` when cancelled before it was durable.
-    async fn commit(&self, batch: &Batch) -> Result<bool, Fail> {
-        Ok(commit(self.handle, batch, self.cancel).await?)
+    async fn commit(&mut self, batch: &Batch) -> Result<bool, Fail> {
+        let durable = commit(self.handle, batch, self.cancel).await?;
+        if durable && let Some(p) = &mut self.pass {
+            p.last = p.last.max(batch.event_times.iter().flatten().max().copied());
+        }
+        Ok(durable)
+    }
+
+    /// Whether records wait for their time.
+    fn paced(&self) -> bool {
+        self.pass.is_some() || self.pacer.paced()
+    }
+
+    /// How long after `at` (a monotonic and a wall-clock reading of the same moment) a record with
+    /// event time `event` is due: by the wall clock in a pass of a repeated file (its times are
+    /// rebased), else by the [`Pacer`].
+    fn delay_at(&mut self, event: OffsetDateTime, at: (Instant, OffsetDateTime)) -> Duration {
+        if self.pass.is_some() { wall_delay(event, at.1) } else { self.pacer.delay(event, at.0) }
+    }
+
+    /// The rebasing of the current pass, if any.
+    fn retime(&self) -> Option<Retime> {
+        let speed = self.repeat?;
+        self.pass.map(|p| Retime { origin: p.origin, anchor: p.anchor, speed })
+    }
+
+    /// Takes over the origin a line file's first observation gave the pass's rebasing.
+    fn note_origin(&mut self, pipeline: &FeedPipeline) {
+        if let Some(p) = &mut self.pass
+            && p.origin.is_none()
+        {
+            p.origin = pipeline.retime().and_then(|r| r.origin);
+        }
     }
 
     async fn read_lines(&mut self, path: &Path, base: Checkpoint, offset: u64, line: u64) -> Result<End, Fail> {
@@ -507,13 +711,15 @@ impl Reader<'_> {
         if offset > 0 {
             warm_up(&mut file, offset, &mut pipeline).await.map_err(|e| Self::io("read (warm-up) of", path, &e))?;
         }
+        // After the warm-up, whose output is thrown away: it must not take the origin.
+        pipeline.set_retime(self.retime());
         file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| Self::io("seek in", path, &e))?;
         let mut splitter = LineSplitter::starting_at(MAX_LINE_BYTES, offset, line);
         let mut buf = vec![0u8; READ_CHUNK];
         let mut batch = Batch::default();
         // Position after the last line decoded into `batch`.
         let mut pos = (offset, line);
-        let paced = self.pacer.paced();
+        let paced = self.paced();
         loop {
             if self.cancel.is_cancelled() {
                 // Complete lines already decoded are committed; the codec's pending state is not
@@ -547,8 +753,10 @@ impl Reader<'_> {
             } else {
                 splitter.push(chunk, &mut decode);
             }
+            self.note_origin(&pipeline);
             for (one, end, number) in lines {
-                let due = one.event_times.iter().flatten().max().map(|t| self.pacer.delay(*t, Instant::now()));
+                let at = (Instant::now(), now());
+                let due = one.event_times.iter().flatten().max().map(|t| self.delay_at(*t, at));
                 if let Some(wait) = due.filter(|d| *d > PACING_SLACK) {
                     if batch.inputs > 0 {
                         if !self.commit(&batch).await? {
@@ -567,6 +775,7 @@ impl Reader<'_> {
             if eof {
                 let ctx = pipeline.context(now(), name.clone());
                 pipeline.finish(&ctx, &mut batch);
+                self.note_origin(&pipeline);
                 if !self.commit(&batch).await? {
                     return Ok(End::Cancelled);
                 }
@@ -584,7 +793,13 @@ impl Reader<'_> {
                     ..base
                 };
                 self.save(path, done).await?;
-                tracing::info!(feed = %self.handle.id(), file = %path.display(), lines = pos.1, "file: read to its end");
+                let (feed, file) = (self.handle.id(), path.display());
+                match self.pass {
+                    Some(p) => {
+                        tracing::info!(%feed, %file, pass = p.number, lines = pos.1, "file: pass read to its end")
+                    }
+                    None => tracing::info!(%feed, %file, lines = pos.1, "file: read to its end"),
+                }
                 return Ok(End::Done);
             }
             if batch.inputs >= BATCH_MAX_UNITS as u64 {
@@ -615,9 +830,20 @@ impl Reader<'_> {
             batch.input_bytes = base.size;
         } else {
             let bytes = tokio::fs::read(path).await.map_err(|e| Self::io("read of", path, &e))?;
+            if let Some(p) = &mut self.pass
+                && p.origin.is_none()
+            {
+                p.origin = earliest_event(self.handle.pipeline()?, &bytes, &ctx);
+            }
+            pipeline.set_retime(self.retime());
             pipeline.decode_unit(&bytes, &ctx, &mut batch);
         }
         pipeline.finish(&ctx, &mut batch);
+        if self.pass.is_some() {
+            // Paced by the wall clock, records must come in time order, or an early record
+            // behind a late one (a newest-first feed) would wait for it.
+            sort_by_event_time(&mut batch);
+        }
         let total = batch.len() as u64;
         // Records committed by an earlier run of this same document.
         let skip = usize::try_from(skip.min(total)).unwrap_or(batch.len());
@@ -628,21 +854,21 @@ impl Reader<'_> {
         let mut first = true;
         while !batch.envelopes.is_empty() || first {
             let mut take = batch.envelopes.len().min(BATCH_MAX_UNITS);
-            if self.pacer.paced() {
+            if self.paced() {
                 // Wait until the next record is due, then take the ones due by now.
                 let next = batch.event_times.first().copied().flatten();
-                if let Some(wait) = next.map(|t| self.pacer.delay(t, Instant::now())).filter(|w| *w > PACING_SLACK)
+                let at = (Instant::now(), now());
+                if let Some(wait) = next.map(|t| self.delay_at(t, at)).filter(|w| *w > PACING_SLACK)
                     && !sleep_or_cancel(wait, self.cancel).await
                 {
                     return Ok(End::Cancelled);
                 }
-                let now = Instant::now();
-                let pacer = &mut self.pacer;
+                let at = (Instant::now(), now());
                 let not_due = batch
                     .event_times
                     .iter()
                     .take(take)
-                    .position(|t| t.is_some_and(|t| pacer.delay(t, now) > PACING_SLACK));
+                    .position(|t| t.is_some_and(|t| self.delay_at(t, at) > PACING_SLACK));
                 take = not_due.unwrap_or(take).max(1).min(batch.envelopes.len());
             }
             let part = split_front(&mut batch, take, first);
@@ -661,7 +887,11 @@ impl Reader<'_> {
                 return Ok(End::Cancelled);
             }
         }
-        tracing::info!(feed = %self.handle.id(), file = %path.display(), records = total, "file: read to its end");
+        let (feed, file) = (self.handle.id(), path.display());
+        match self.pass {
+            Some(p) => tracing::info!(%feed, %file, pass = p.number, records = total, "file: pass read to its end"),
+            None => tracing::info!(%feed, %file, records = total, "file: read to its end"),
+        }
         Ok(End::Done)
     }
 }
@@ -682,6 +912,15 @@ fn split_front(batch: &mut Batch, n: usize, with_tallies: bool) -> Batch {
         part.input_bytes = std::mem::take(&mut batch.input_bytes);
     }
     part
+}
+
+/// The earliest event time of a document, decoded by a pipeline of its own (its records are
+/// thrown away): the origin of a repeat pass.
+fn earliest_event(mut pipeline: FeedPipeline, bytes: &[u8], ctx: &geostream_codecs::Context) -> Option<OffsetDateTime> {
+    let mut batch = Batch::default();
+    pipeline.decode_unit(bytes, ctx, &mut batch);
+    pipeline.finish(ctx, &mut batch);
+    batch.event_times.into_iter().flatten().min()
 }
 
 fn file_name(path: &Path) -> String {
@@ -807,7 +1046,16 @@ mod tests {
             line: 12,
             records: 40,
             done,
+            pass: 0,
+            anchor: None,
+            origin: None,
+            last: None,
         }
+    }
+
+    /// A checkpoint of pass 3 of a repeated file, anchored at `t(1000)`.
+    fn ck_pass(done: bool) -> Checkpoint {
+        Checkpoint { pass: 3, anchor: Some(t(1000)), origin: Some(t(-50)), last: Some(t(1020)), ..ck(done) }
     }
 
     fn st(size: u64, mtime_ns: u64, inode: u64) -> FileState {
@@ -818,6 +1066,11 @@ mod tests {
     fn checkpoints_round_trip_and_garbage_is_an_error() {
         let c = ck(true);
         assert_eq!(Checkpoint::decode(&c.encode()).unwrap(), c);
+        let mut p = ck_pass(false);
+        p.anchor = p.anchor.map(|a| a + TimeDuration::nanoseconds(123_456_789));
+        assert_eq!(Checkpoint::decode(&p.encode()).unwrap(), p, "pass fields, to the nanosecond");
+        let text = String::from_utf8(p.encode()).unwrap();
+        assert!(text.contains("\"anchor\": \"2023-11-14T22:30:00.123456789Z\""), "readable by people: {text}");
         let text = String::from_utf8(c.encode()).unwrap();
         assert!(text.contains("\"offset\": 600"), "readable by people: {text}");
         assert!(Checkpoint::decode(b"{\"path\":\"x\"}").is_err());
@@ -825,25 +1078,122 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_written_before_repeat_existed_still_load() {
+        let old = br#"{"path": "/data/a.nmea", "size": 1000, "mtime_ns": 5, "inode": 77, "head_len": 1000,
+            "head": "abcd", "offset": 600, "line": 12, "records": 40, "done": true}"#;
+        assert_eq!(Checkpoint::decode(old).unwrap(), ck(true));
+    }
+
+    #[test]
+    fn with_repeat_a_file_read_to_its_end_starts_again() {
+        for framing in [Framing::Lines, Framing::Document] {
+            let done = Some(&ck(true));
+            assert_eq!(plan(done, st(1000, 5, 77), true, framing, true), Plan::Start, "{framing:?}: the next pass");
+            assert_eq!(plan(done, st(1000, 5, 77), true, framing, false), Plan::Skip, "{framing:?}: no repeat");
+            assert_eq!(plan(done, st(1500, 9, 77), true, framing, true), Plan::Start, "{framing:?}: grew");
+            assert_eq!(plan(done, st(1000, 5, 78), true, framing, true), Plan::Start, "{framing:?}: replaced");
+            assert_eq!(plan(None, st(1000, 5, 77), false, framing, true), Plan::Start);
+        }
+        let mid = Some(&ck(false));
+        assert_eq!(plan(mid, st(1000, 5, 77), true, Framing::Lines, true), Plan::Lines { offset: 600, line: 12 });
+        let pass = Some(&ck_pass(false));
+        assert_eq!(plan(pass, st(1000, 5, 77), true, Framing::Document, true), Plan::Records(40), "mid-pass resumes");
+        assert_eq!(plan(pass, st(1000, 5, 77), true, Framing::Lines, true), Plan::Lines { offset: 600, line: 12 });
+        // Documents count records in time order in a pass, in document order otherwise.
+        assert_eq!(plan(mid, st(1000, 5, 77), true, Framing::Document, true), Plan::Start, "repeat turned on");
+        assert_eq!(plan(pass, st(1000, 5, 77), true, Framing::Document, false), Plan::Start, "repeat turned off");
+    }
+
+    #[test]
+    fn a_resume_continues_the_pass_and_a_start_begins_the_next() {
+        let now = t(5000);
+        let lines = Plan::Lines { offset: 600, line: 12 };
+        let same = Pass { number: 3, anchor: t(1000), origin: Some(t(-50)), last: Some(t(1020)) };
+        assert_eq!(pass_for(Some(&ck_pass(false)), lines, now), same, "same anchor and origin: same ids");
+        assert_eq!(pass_for(Some(&ck_pass(false)), Plan::Records(40), now), same);
+        let next = Pass { number: 4, anchor: now, origin: None, last: None };
+        assert_eq!(pass_for(Some(&ck_pass(true)), Plan::Start, now), next, "done: the next pass");
+        assert_eq!(pass_for(Some(&ck_pass(false)), Plan::Start, now), next, "replaced mid-pass: the next pass");
+        let soon = pass_for(Some(&ck_pass(true)), Plan::Start, t(1003));
+        assert_eq!(soon.anchor, t(1020), "not before the previous pass's last record");
+        let first = Pass { number: 1, anchor: now, origin: None, last: None };
+        assert_eq!(pass_for(None, Plan::Start, now), first);
+        assert_eq!(pass_for(Some(&ck(false)), lines, now), first, "a checkpoint from before repeat: pass 1 from it");
+        assert_eq!(pass_for(Some(&ck(true)), Plan::Start, now), first);
+    }
+
+    #[test]
+    fn passes_are_anchored_now_but_spaced_and_never_before_the_previous_end() {
+        let min = TimeDuration::try_from(MIN_PASS).unwrap();
+        assert_eq!(next_anchor(t(100), t(0), Some(t(60))), t(100), "the wall clock when it is latest");
+        assert_eq!(next_anchor(t(3), t(0), Some(t(0))), t(0) + min, "a one-instant snapshot loops once per MIN_PASS");
+        assert_eq!(next_anchor(t(3), t(0), None), t(0) + min, "an empty pass too");
+        assert_eq!(next_anchor(t(20), t(0), Some(t(45))), t(45), "a track never goes back in time");
+        assert_eq!(next_anchor(t(3), OffsetDateTime::UNIX_EPOCH, None), t(3));
+    }
+
+    #[test]
+    fn repeated_records_are_due_by_the_wall_clock() {
+        assert_eq!(wall_delay(t(10), t(4)), Duration::from_secs(6));
+        assert_eq!(wall_delay(t(10) + TimeDuration::milliseconds(250), t(10)), Duration::from_millis(250));
+        assert_eq!(wall_delay(t(10), t(10)), Duration::ZERO, "due now");
+        assert_eq!(wall_delay(t(10), t(70)), Duration::ZERO, "overdue (a restart catching up): at once");
+        let far_future = OffsetDateTime::from_unix_timestamp(250_000_000_000).unwrap();
+        assert_eq!(wall_delay(far_future, t(0)), FAR, "capped, no overflow");
+    }
+
+    #[test]
+    fn documents_are_sorted_by_event_time_dead_letters_first_ties_in_order() {
+        let mut b = Batch::default();
+        for (i, time) in [Some(30), None, Some(10), Some(30), Some(20), None, Some(10)].into_iter().enumerate() {
+            b.envelopes.push(crate::pipeline::Envelope {
+                route: crate::pipeline::Route::Observations,
+                key: vec![i as u8],
+                value: vec![],
+            });
+            b.event_times.push(time.map(t));
+            b.fingerprints.push([i as u8; 16]);
+        }
+        sort_by_event_time(&mut b);
+        let keys: Vec<u8> = b.envelopes.iter().map(|e| e.key[0]).collect();
+        assert_eq!(keys, [1, 5, 2, 6, 4, 0, 3]);
+        let fps: Vec<u8> = b.fingerprints.iter().map(|f| f[0]).collect();
+        assert_eq!(fps, keys, "fingerprints move with their records");
+        assert_eq!(b.event_times, [None, None, Some(t(10)), Some(t(10)), Some(t(20)), Some(t(30)), Some(t(30))]);
+    }
+
+    #[test]
     fn line_files_continue_at_the_offset_when_they_are_the_same_file() {
         let lines = Framing::Lines;
-        assert_eq!(plan(None, st(10, 1, 1), false, lines), Plan::Start);
-        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 77), true, lines), Plan::Lines { offset: 600, line: 12 });
-        assert_eq!(plan(Some(&ck(true)), st(1000, 5, 77), true, lines), Plan::Skip, "done and unchanged");
-        assert_eq!(plan(Some(&ck(true)), st(1500, 9, 77), true, lines), Plan::Lines { offset: 600, line: 12 }, "grew");
-        assert_eq!(plan(Some(&ck(false)), st(599, 9, 77), true, lines), Plan::Start, "truncated below the offset");
-        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 78), true, lines), Plan::Start, "another inode: replaced");
-        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 77), false, lines), Plan::Start, "other first bytes: replaced");
-        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 0), true, lines), Plan::Lines { offset: 600, line: 12 });
+        assert_eq!(plan(None, st(10, 1, 1), false, lines, false), Plan::Start);
+        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 77), true, lines, false), Plan::Lines { offset: 600, line: 12 });
+        assert_eq!(plan(Some(&ck(true)), st(1000, 5, 77), true, lines, false), Plan::Skip, "done and unchanged");
+        assert_eq!(
+            plan(Some(&ck(true)), st(1500, 9, 77), true, lines, false),
+            Plan::Lines { offset: 600, line: 12 },
+            "grew"
+        );
+        assert_eq!(
+            plan(Some(&ck(false)), st(599, 9, 77), true, lines, false),
+            Plan::Start,
+            "truncated below the offset"
+        );
+        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 78), true, lines, false), Plan::Start, "another inode: replaced");
+        assert_eq!(
+            plan(Some(&ck(false)), st(1000, 5, 77), false, lines, false),
+            Plan::Start,
+            "other first bytes: replaced"
+        );
+        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 0), true, lines, false), Plan::Lines { offset: 600, line: 12 });
     }
 
     #[test]
     fn document_files_resume_by_record_only_while_unchanged() {
         let doc = Framing::Document;
-        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 77), true, doc), Plan::Records(40));
-        assert_eq!(plan(Some(&ck(false)), st(1000, 6, 77), true, doc), Plan::Start, "changed mid-way");
-        assert_eq!(plan(Some(&ck(true)), st(1000, 5, 77), true, doc), Plan::Skip);
-        assert_eq!(plan(Some(&ck(true)), st(1200, 8, 77), true, doc), Plan::Start, "a changed document is new");
+        assert_eq!(plan(Some(&ck(false)), st(1000, 5, 77), true, doc, false), Plan::Records(40));
+        assert_eq!(plan(Some(&ck(false)), st(1000, 6, 77), true, doc, false), Plan::Start, "changed mid-way");
+        assert_eq!(plan(Some(&ck(true)), st(1000, 5, 77), true, doc, false), Plan::Skip);
+        assert_eq!(plan(Some(&ck(true)), st(1200, 8, 77), true, doc, false), Plan::Start, "a changed document is new");
     }
 
     #[test]

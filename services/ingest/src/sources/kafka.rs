@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use geostream_kafka::{Hooks, Kept};
 use geostream_model::Source;
-use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -39,15 +39,13 @@ struct FeedContext {
     metrics: IngestMetrics,
 }
 
-impl ClientContext for FeedContext {
+impl Hooks for FeedContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.metrics.source_error(&self.feed);
         tracing::warn!(feed = %self.feed, error = %error, reason, "kafka source: client error (librdkafka retries)");
     }
-}
 
-impl ConsumerContext for FeedContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(feed = %self.feed, partitions = %partitions(tpl), "kafka source: partitions revoked");
@@ -112,7 +110,7 @@ pub async fn run(handle: FeedHandle, cancel: CancellationToken) -> Result<(), So
         config.set(k, v);
     }
     let context = FeedContext { feed: handle.id().to_owned(), metrics: handle.metrics.clone() };
-    let consumer: StreamConsumer<FeedContext> = config.create_with_context(context).map_err(|e| {
+    let consumer: StreamConsumer<Kept<FeedContext>> = geostream_kafka::create(&config, context).map_err(|e| {
         handle.config_error(format!("the Kafka consumer cannot be created (check source.properties): {e}"))
     })?;
     consumer

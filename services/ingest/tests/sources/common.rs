@@ -167,6 +167,11 @@ impl Harness {
         self.handle.metrics.source_errors.get_or_create(&label).get()
     }
 
+    pub fn file_passes(&self) -> u64 {
+        let label = FeedLabel { feed: self.handle.id().to_owned() };
+        self.handle.metrics.file_passes.get_or_create(&label).get()
+    }
+
     pub fn deduplicated(&self) -> u64 {
         let label = FeedLabel { feed: self.handle.id().to_owned() };
         self.handle.metrics.deduplicated.get_or_create(&label).get()

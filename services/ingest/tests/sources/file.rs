@@ -1,9 +1,15 @@
-//! The file source: resume after a stop mid-file (line and document framing), pacing, and a
-//! watched folder.
+//! The file source: resume after a stop mid-file (line and document framing), pacing, a watched
+//! folder, and repeated files (passes rebased to the wall clock, a restart mid-pass).
 
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use geostream_ingest::sources::file::{MIN_PASS, PACING_SLACK};
+use geostream_model::Observation;
+use geostream_model::time::OffsetDateTime;
 use serde_json::json;
 
-use crate::common::{Harness, decode_expected, sample, spec};
+use crate::common::{Harness, Spooled, decode_expected, sample, spec};
 
 fn nmea_spec(path: &str, replay: serde_json::Value) -> geostream_model::FeedSpec {
     spec(json!({
@@ -117,4 +123,206 @@ async fn a_folder_is_watched_for_new_files() {
     let spooled = h.into_spooled();
     assert_eq!(spooled.counts(), expected);
     spooled.assert_no_duplicates();
+}
+
+/// A repeated file's records: track, longitude (unique per record, to recognise it) and event time
+/// in seconds after the first. Two tracks, interleaved, `step` seconds apart.
+fn repeat_records(n: usize, step: i64) -> Vec<(&'static str, f64, i64)> {
+    (0..n).map(|i| (if i % 2 == 0 { "a" } else { "b" }, 10.0 + i as f64 / 100.0, i as i64 * step)).collect()
+}
+
+/// RFC 3339 form of an event time `s` seconds after the recording's start.
+fn recorded(s: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(1_714_564_800 + s).unwrap();
+    geostream_model::rfc3339::format(t).unwrap()
+}
+
+/// The records as JSON Lines, oldest first (a line file is a stream in time order).
+fn write_json_lines(path: &Path, records: &[(&str, f64, i64)]) {
+    let lines: Vec<String> = records
+        .iter()
+        .map(|(track, lon, s)| json!({"track": track, "t": recorded(*s), "lon": lon, "lat": 50.0}).to_string())
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+fn json_lines_repeat_spec(path: &Path, replay: f64) -> geostream_model::FeedSpec {
+    spec(json!({
+        "id": "loop-lines", "type": "loop-lines", "format": "json", "options": {"lines": true},
+        "source": {"kind": "file", "path": path.to_str().unwrap(), "replay": replay, "repeat": true},
+        "mapping": {"track": "track", "time": "t", "lon": "lon", "lat": "lat"}
+    }))
+}
+
+/// The records as a GeoJSON FeatureCollection, newest first.
+fn write_geojson_newest_first(path: &Path, records: &[(&str, f64, i64)]) {
+    let features: Vec<_> = records
+        .iter()
+        .rev()
+        .map(|(track, lon, s)| {
+            json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, 50.0]},
+                   "properties": {"track": track, "time": recorded(*s)}})
+        })
+        .collect();
+    std::fs::write(path, json!({"type": "FeatureCollection", "features": features}).to_string()).unwrap();
+}
+
+fn geojson_repeat_spec(path: &Path) -> geostream_model::FeedSpec {
+    spec(json!({
+        "id": "loop-doc", "type": "loop-doc", "format": "geojson",
+        "source": {"kind": "file", "path": path.to_str().unwrap(), "replay": 60, "repeat": true},
+        "mapping": {"track": "properties.track", "time": "properties.time"}
+    }))
+}
+
+/// The wall clock now.
+fn wall() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// Checks what the spool holds against `records` repeated at `speed`: at least `passes` complete
+/// passes, written one after the other, each with every record exactly once, its times rebased
+/// (the earliest record on the pass's anchor, the others at their recorded distance divided by the
+/// speed, written in time order), anchors at least [`MIN_PASS`] apart and not before the previous
+/// pass's end; ids distinct and matching their content across all passes; each track's times never
+/// going back; every time inside the run (`before`..`after`).
+fn check_passes(
+    spooled: &Spooled,
+    records: &[(&str, f64, i64)],
+    speed: f64,
+    passes: usize,
+    before: OffsetDateTime,
+    after: OffsetDateTime,
+) {
+    let obs = &spooled.observations;
+    assert!(spooled.dead_letters.is_empty(), "{:?}", spooled.dead_letters);
+    let n = records.len();
+    assert!(obs.len() >= passes * n, "{} records, fewer than {passes} passes of {n}", obs.len());
+    let lon = |o: &Observation| serde_json::to_value(&o.geometry).unwrap()["coordinates"][0].as_f64().unwrap();
+    let mut ids = HashSet::new();
+    let mut last_of_track: HashMap<String, OffsetDateTime> = HashMap::new();
+    for o in obs {
+        o.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert!(ids.insert(o.id), "id {} written twice", o.id);
+        assert!(o.time >= before && o.time <= after, "{} is outside the run {before}..{after}", o.time);
+        let track = o.track.as_ref().unwrap().as_str().to_owned();
+        if let Some(previous) = last_of_track.insert(track.clone(), o.time) {
+            assert!(o.time >= previous, "track {track} went back from {previous} to {}", o.time);
+        }
+    }
+    let mut previous: Option<(OffsetDateTime, OffsetDateTime)> = None;
+    let min_pass = geostream_model::time::Duration::try_from(MIN_PASS).unwrap();
+    for (k, pass) in obs.chunks(n).take(passes).enumerate() {
+        let anchor = pass.iter().map(|o| o.time).min().unwrap();
+        let end = pass.iter().map(|o| o.time).max().unwrap();
+        let mut seen = HashSet::new();
+        for o in pass {
+            let (track, l, s) = *records.iter().find(|r| (r.1 - lon(o)).abs() < 1e-9).expect("a record of the file");
+            assert!(seen.insert(l.to_bits()), "pass {}: record at lon {l} twice", k + 1);
+            assert_eq!(o.track.as_ref().unwrap().as_str(), track);
+            let offset = geostream_model::time::Duration::seconds_f64(s as f64 / speed);
+            assert_eq!(o.time, anchor + offset, "pass {}: record at lon {l} is not rebased", k + 1);
+        }
+        assert!(pass.windows(2).all(|w| w[0].time <= w[1].time), "pass {}: not in time order", k + 1);
+        if let Some((a, e)) = previous {
+            assert!(anchor >= a + min_pass, "pass {} anchored {anchor}, under MIN_PASS after {a}", k + 1);
+            assert!(anchor >= e, "pass {} anchored {anchor}, before the previous pass ended at {e}", k + 1);
+        }
+        previous = Some((anchor, end));
+    }
+}
+
+/// A line file repeated: every pass has all records, rebased onto the wall clock with ids of its
+/// own, one pass after the other.
+#[tokio::test]
+async fn a_repeated_line_file_loops_rebased_to_the_wall_clock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("loop.jsonl");
+    // Two and a half minutes recorded, 2.5 s a pass at 60x: MIN_PASS sets the pace.
+    let records = repeat_records(6, 30);
+    write_json_lines(&path, &records);
+    let h = Harness::new(json_lines_repeat_spec(&path, 60.0));
+    // Anchors are cut to whole milliseconds.
+    let before = wall() - geostream_model::time::Duration::milliseconds(1);
+    let running = h.start();
+    h.wait_for(3 * records.len() as u64, "three passes").await;
+    running.stop().await;
+    // A paced record may go out up to PACING_SLACK before its time.
+    let after = wall() + PACING_SLACK;
+    assert!(h.file_passes() >= 3, "passes counted: {}", h.file_passes());
+    check_passes(&h.into_spooled(), &records, 60.0, 3, before, after);
+}
+
+/// A document (GeoJSON, newest first like the USGS feed) repeated: each pass comes out oldest
+/// first, rebased so its earliest event is the pass's start.
+#[tokio::test]
+async fn a_repeated_document_loops_in_time_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("loop.geojson");
+    let records = repeat_records(6, 30);
+    write_geojson_newest_first(&path, &records);
+    let h = Harness::new(geojson_repeat_spec(&path));
+    let before = wall() - geostream_model::time::Duration::milliseconds(1);
+    let running = h.start();
+    h.wait_for(3 * records.len() as u64, "three passes").await;
+    running.stop().await;
+    // A paced record may go out up to PACING_SLACK before its time.
+    let after = wall() + PACING_SLACK;
+    check_passes(&h.into_spooled(), &records, 60.0, 3, before, after);
+}
+
+/// Runs `spec` (a repeated file of `records`, one due a second) until it has written two
+/// records, stops it, waits for more records of the pass to fall due, starts it again on the same
+/// state, and checks that pass and the next one.
+async fn stop_mid_pass_and_restart(spec: geostream_model::FeedSpec, records: &[(&str, f64, i64)]) {
+    let h = Harness::new(spec);
+    let before = wall() - geostream_model::time::Duration::milliseconds(1);
+    let first = h.start();
+    h.wait_for(2, "the first records").await;
+    first.stop().await;
+    let stopped_at = h.pending();
+    assert!(stopped_at < records.len() as u64, "stopped mid-pass: {stopped_at} of {}", records.len());
+    // Down long enough for records of the pass to fall due meanwhile.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let second = h.start();
+    h.wait_for(2 * records.len() as u64, "the rest of the pass and the next pass").await;
+    second.stop().await;
+    // A paced record may go out up to PACING_SLACK before its time.
+    let after = wall() + PACING_SLACK;
+    // Pass 1 counted once although two runs read it, then pass 2 (and perhaps a started pass 3).
+    assert!((2..=3).contains(&h.file_passes()), "passes counted: {}", h.file_passes());
+    check_passes(&h.into_spooled(), records, 60.0, 2, before, after);
+}
+
+/// A repeated line file stopped mid-pass continues that pass after a restart: the records still
+/// to come keep the pass's anchor (so its records are all there, once each, with the ids they
+/// would have had), the ones that fell due while it was down come at once, and the next pass
+/// follows.
+#[tokio::test]
+async fn a_repeated_line_file_stopped_mid_pass_finishes_that_pass_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("loop.jsonl");
+    // One record a second at 60x: a six-second pass to stop in.
+    let records = repeat_records(7, 60);
+    write_json_lines(&path, &records);
+    stop_mid_pass_and_restart(json_lines_repeat_spec(&path, 60.0), &records).await;
+}
+
+/// The same for a document, whose checkpoint counts records in time order.
+#[tokio::test]
+async fn a_repeated_document_stopped_mid_pass_finishes_that_pass_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("loop.geojson");
+    let records = repeat_records(7, 60);
+    write_geojson_newest_first(&path, &records);
+    stop_mid_pass_and_restart(geojson_repeat_spec(&path), &records).await;
+}
+
+/// `repeat` loops one file; on a folder it is a configuration error, said when the feed starts.
+#[tokio::test]
+async fn repeat_on_a_folder_is_a_config_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Harness::new(json_lines_repeat_spec(tmp.path(), 60.0));
+    let e = h.start().finished().await.unwrap_err().to_string();
+    assert!(e.contains("source.repeat") && e.contains("is a folder"), "{e}");
 }

@@ -56,6 +56,8 @@ fn every_source_kind_parses() {
         json!({"kind": "file", "path": "a.csv", "replay": "original"}),
         json!({"kind": "file", "path": "a.csv", "replay": 10}),
         json!({"kind": "file", "path": "a.csv", "replay": 2.5}),
+        json!({"kind": "file", "path": "a.csv", "replay": "original", "repeat": true}),
+        json!({"kind": "file", "path": "a.csv", "replay": 60, "repeat": true, "resume": false}),
         json!({"kind": "kafka", "bootstrap": "k1:9092,k2:9092", "topic": "raw.positions", "group": "g"}),
         json!({"kind": "mqtt", "url": "mqtts://b:8883", "topics": ["fleet/+/pos"], "protocol": "5", "client_id": "c1",
                "username": "u", "password_ref": "mqtt-pass", "ca_file": "/etc/ca.pem",
@@ -85,7 +87,7 @@ fn every_source_kind_parses() {
     let mut v = feed_json();
     v["source"] = json!({"kind": "file", "path": "p"});
     let spec: FeedSpec = serde_json::from_value(v).unwrap();
-    assert!(matches!(spec.source, Source::File { replay: Replay::Fast, .. }));
+    assert!(matches!(spec.source, Source::File { replay: Replay::Fast, repeat: false, .. }));
     let mut v = feed_json();
     v["source"] = json!({"kind": "tcp", "address": "h:1", "mode": "server"});
     let spec: FeedSpec = serde_json::from_value(v).unwrap();
@@ -135,6 +137,14 @@ fn feed_validation_names_the_field() {
         (json!({"/source": {"kind": "udp", "address": "h:70000"}}), "has port \"70000\""),
         (json!({"/source": {"kind": "file", "path": " "}}), "field `source.path` must not be empty"),
         (json!({"/source": {"kind": "file", "path": "p", "replay": 0}}), "field `source.replay` is 0"),
+        (
+            json!({"/source": {"kind": "file", "path": "p", "repeat": true}}),
+            "field `source.repeat` needs a paced replay",
+        ),
+        (
+            json!({"/source": {"kind": "file", "path": "p", "replay": "fast", "repeat": true}}),
+            "field `source.repeat` needs a paced replay",
+        ),
         (json!({"/source": {"kind": "kafka", "bootstrap": "k:9092", "topic": "a b"}}), "field `source.topic`"),
         (json!({"/source": {"kind": "kafka", "bootstrap": "k", "topic": "t"}}), "field `source.bootstrap`"),
         (

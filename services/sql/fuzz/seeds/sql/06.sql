@@ -1,0 +1,1 @@
+SELECT feed, avg(lon) AS count FROM observations GROUP BY feed

@@ -1,0 +1,1 @@
+SELECT feed AS bin FROM observations

@@ -1,0 +1,1 @@
+SELECT feed, count(*) AS count FROM observations GROUP BY feed
