@@ -6,12 +6,15 @@
 #   ./scripts/fuzz.sh                      every target, FUZZ_SECONDS (default 20) seconds each
 #   ./scripts/fuzz.sh --seconds 600 cot    one target for ten minutes (a long local run)
 #   ./scripts/fuzz.sh --list               the targets
+#   ./scripts/fuzz.sh --build-only         build every fuzz crate, run nothing (test.sh does this
+#                                          in the background while the suite runs)
 #
 # The working corpus of each target lives in ~/.cache/geostream/fuzz-corpus/<target> and grows
 # from run to run; builds go to ~/.cache/geostream/fuzz-target so reruns are warm. Exits non-zero
 # if any target crashed, after running all of them, naming each crash input and how to replay it.
 #
-# Environment: FUZZ_SECONDS, GEOSTREAM_CACHE (default ~/.cache/geostream), FUZZ_SANITIZER
+# Environment: FUZZ_SECONDS, FUZZ_JOBS (targets fuzzed at once, default 2: each run is one
+# single-threaded libFuzzer process), GEOSTREAM_CACHE (default ~/.cache/geostream), FUZZ_SANITIZER
 # (default none: the code under test has no unsafe; `address` for a slower, stricter run).
 set -euo pipefail
 
@@ -27,6 +30,8 @@ export CARGO_TARGET_DIR="$CACHE/fuzz-target"
 export PATH="$TOOLS/bin:$PATH"
 seconds="${FUZZ_SECONDS:-20}"
 sanitizer="${FUZZ_SANITIZER:-none}"
+jobs="${FUZZ_JOBS:-2}"
+build_only=0
 
 # target | fuzz crate | -max_len | seed directories (repository paths; libFuzzer reads them
 # recursively and truncates each file to -max_len, so large samples act as prefixes).
@@ -56,6 +61,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="${2:?--seconds needs a number}"; shift 2 ;;
     --seconds=*) seconds="${1#--seconds=}"; shift ;;
+    --build-only) build_only=1; shift ;;
     --list) awk 'NF {print $1}' <<<"$TARGETS"; exit 0 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -63,6 +69,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$seconds" in ''|*[!0-9]*|0) echo "fuzz.sh: --seconds must be a positive whole number, not '$seconds'" >&2; exit 2 ;; esac
+case "$jobs" in ''|*[!0-9]*|0) echo "fuzz.sh: FUZZ_JOBS must be a positive whole number, not '$jobs'" >&2; exit 2 ;; esac
 
 rows=()
 if [ ${#selected[@]} -eq 0 ]; then
@@ -103,19 +110,17 @@ for crate in "${crates[@]}"; do
   echo "    built in $((SECONDS - t0))s" >&2
 done
 
-mkdir -p "$CORPORA" "$LOGS"
-failed=()
-summary=()
-for row in "${rows[@]}"; do
-  read -r target crate max_len seeds <<<"$row"
-  corpus="$CORPORA/$target"
-  artifacts="$ROOT/$crate/artifacts/$target/"
-  log="$LOGS/$target.log"
+[ "$build_only" = 1 ] && exit 0
+
+# One target: its outcome goes to $results/<index> ("ok|crashed<TAB>summary line"), its messages
+# to $results/<index>.err, so runs side by side do not interleave their reports.
+fuzz_one() {
+  local idx="$1" target="$2" crate="$3" max_len="$4" seeds="$5"
+  local corpus="$CORPORA/$target" artifacts="$ROOT/$crate/artifacts/$target/" log="$LOGS/$target.log"
+  local err="$results/$idx.err" t0=$SECONDS status=0 runs cov line artifact
+  local -a seed_dirs
   mkdir -p "$corpus" "$artifacts"
   read -r -a seed_dirs <<<"$seeds"
-  echo "==> fuzzing $target for ${seconds}s (corpus $corpus)" >&2
-  t0=$SECONDS
-  status=0
   # -timeout: one input that takes this long is a hang, reported like a crash. 120 s, not 30: a
   # known slow fence input takes about 28 s (services/analytics/fuzz/slow/README.md, open).
   "$bins/$target" "$corpus" "${seed_dirs[@]}" \
@@ -125,20 +130,51 @@ for row in "${rows[@]}"; do
   cov="$(grep -Eo 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$log" | tail -1)"
   line="$(printf '%-10s %9s execs in %3ss  %s' "$target" "${runs:-?}" "$((SECONDS - t0))" "${cov:-}")"
   if [ "$status" -ne 0 ]; then
-    failed+=("$target")
-    summary+=("$line  CRASHED")
-    echo "fuzz.sh: $target FAILED (exit $status); from $log:" >&2
-    # The panic message first: the backtrace after it is long and the same for every target.
-    grep -A 3 -m 1 "panicked at" "$log" | cut -c 1-2000 >&2 || true
-    grep -v '^#[0-9]' "$log" | grep -v '^ \{2,\}' | tail -15 >&2
-    artifact="$(grep -Eo '(Test unit|artifact) written to [^ ]+' "$log" | awk '{print $NF}' | tail -1)"
-    if [ -n "$artifact" ]; then
-      echo "fuzz.sh: crash input: $artifact" >&2
-      echo "fuzz.sh: replay it:   CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo +nightly fuzz run --fuzz-dir $crate -O -a -s $sanitizer $target $artifact" >&2
-      echo "fuzz.sh:          or: $bins/$target $artifact" >&2
-    fi
+    {
+      echo "fuzz.sh: $target FAILED (exit $status); from $log:"
+      # The panic message first: the backtrace after it is long and the same for every target.
+      grep -A 3 -m 1 "panicked at" "$log" | cut -c 1-2000 || true
+      grep -v '^#[0-9]' "$log" | grep -v '^ \{2,\}' | tail -15
+      artifact="$(grep -Eo '(Test unit|artifact) written to [^ ]+' "$log" | awk '{print $NF}' | tail -1)"
+      if [ -n "$artifact" ]; then
+        echo "fuzz.sh: crash input: $artifact"
+        echo "fuzz.sh: replay it:   CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo +nightly fuzz run --fuzz-dir $crate -O -a -s $sanitizer $target $artifact"
+        echo "fuzz.sh:          or: $bins/$target $artifact"
+      fi
+    } >"$err" 2>&1
+    printf 'crashed\t%s  CRASHED\n' "$line" >"$results/$idx"
   else
-    summary+=("$line")
+    printf 'ok\t%s\n' "$line" >"$results/$idx"
+  fi
+}
+
+mkdir -p "$CORPORA" "$LOGS"
+results="$(mktemp -d)"
+trap 'rm -rf "$results"' EXIT
+idx=0
+for row in "${rows[@]}"; do
+  read -r target crate max_len seeds <<<"$row"
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  echo "==> fuzzing $target for ${seconds}s (corpus $CORPORA/$target)" >&2
+  fuzz_one "$idx" "$target" "$crate" "$max_len" "$seeds" &
+  idx=$((idx + 1))
+done
+wait
+
+failed=()
+summary=()
+for ((i = 0; i < idx; i++)); do
+  if [ ! -s "$results/$i" ]; then
+    read -r target _ <<<"${rows[$i]}"
+    failed+=("$target")
+    summary+=("$target: no result (the script's own run of it ended early)")
+    continue
+  fi
+  IFS=$'\t' read -r outcome line <"$results/$i"
+  summary+=("$line")
+  if [ "$outcome" != ok ]; then
+    failed+=("${line%% *}")
+    cat "$results/$i.err" >&2
   fi
 done
 
