@@ -66,11 +66,23 @@ declare -A bg_pid=() bg_t0=()
 bg_start() {
   local name="$1" niceness="$2"; shift 2
   step "$name: started in the background (log $BG_LOGS/$name.log)"
-  # renice the subshell, not `nice CMD`: CMD may be a function of this script.
+  # renice the subshell, not `nice CMD`: CMD may be a function of this script. Job control on
+  # while it starts puts the job in a process group of its own, which bg_stop_all can end whole
+  # (cargo, rustc, go) when this script stops early.
+  set -m
   ( renice -n "$niceness" -p "$BASHPID" >/dev/null; "$@" ) >"$BG_LOGS/$name.log" 2>&1 &
   bg_pid[$name]=$!
+  set +m
   bg_t0[$name]=$SECONDS
 }
+bg_stop_all() {
+  local name
+  for name in "${!bg_pid[@]}"; do
+    kill -TERM -- "-${bg_pid[$name]}" 2>/dev/null || true
+  done
+}
+# A failed step must not leave a background build running after the script ends.
+trap bg_stop_all EXIT
 bg_wait() {
   local name="$1" t0=$SECONDS
   step "$name: waiting for the background job"
@@ -90,7 +102,6 @@ on_term() {
   for name in "${!bg_pid[@]}"; do
     echo "test.sh: background '$name' still running after $((SECONDS - bg_t0[$name]))s; the end of its log:" >&2
     tail -n 15 "$BG_LOGS/$name.log" >&2
-    kill "${bg_pid[$name]}" 2>/dev/null || true
   done
   printf '  %s\n' "${timings[@]}" >&2
   exit 124

@@ -51,6 +51,29 @@ pub fn report_dir() -> PathBuf {
     dir
 }
 
+/// Waits for a child process that was asked to stop (SIGTERM, SIGINT, a fault injector, its own
+/// `--exit-after`) and returns its output. Bounded, 300 one-second attempts: a process whose
+/// shutdown hangs then fails its test, which says so and kills it, instead of holding the suite
+/// until CI's time budget ends the whole run with nothing to show. Output pipes are read while
+/// waiting, so a chatty process cannot block on a full pipe.
+pub fn wait_exit(child: std::process::Child, what: &str) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    for _ in 0..300 {
+        match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(Ok(out)) => return out,
+            Ok(Err(e)) => panic!("{what}: waiting for process {pid}: {e}"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: the waiting thread died"),
+        }
+    }
+    let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    panic!("{what}: process {pid} did not exit after 300 one-second waits; killed it with SIGKILL");
+}
+
 /// A name unique to this test run, so reruns against long-lived services never collide.
 pub fn unique(prefix: &str) -> String {
     let nanos =

@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use geostream_model::geojson::{Geometry, GeometryValue};
-use geostream_model::time::OffsetDateTime;
+use geostream_model::time::{Duration, OffsetDateTime};
 use geostream_model::{
     Aggregate, AggregateKind, AnalyticId, Event, EventKind, FeedId, FenceId, Observation, TrackId, Window,
 };
@@ -206,7 +206,14 @@ pub struct Engine {
     pending: Vec<Output>,
     /// Scratch for fence numbers, reused across observations.
     hits: Vec<u32>,
+    /// Tracks forgotten since the engine was built (not part of the state).
+    forgotten: u64,
 }
+
+/// How often, in fractions of its `forget_after_s`, an analytic sweeps its tracks: a track is
+/// forgotten between `forget_after_s` and 17/16 of it after its last report. A sweep walks every
+/// track, so doing it at every watermark would cost as much as the observations themselves.
+const FORGET_SWEEPS: i128 = 16;
 
 fn to_time(ns: i128) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -260,7 +267,7 @@ impl Engine {
                 .filter(|s| s.version == spec.version && s.state.kind() == spec.analytic.name())
                 .map(|s| s.state);
             let state = match &spec.analytic {
-                AnalyticKind::Motion { stop_speed_mps, stop_after_s, max_speed_mps, jump_min_distance_m } => {
+                AnalyticKind::Motion { stop_speed_mps, stop_after_s, max_speed_mps, jump_min_distance_m, .. } => {
                     State::Motion {
                         cfg: MotionConfig {
                             stop_speed_mps: *stop_speed_mps,
@@ -274,7 +281,7 @@ impl Engine {
                         },
                     }
                 }
-                AnalyticKind::Gaps { threshold_s } => {
+                AnalyticKind::Gaps { threshold_s, .. } => {
                     let (detector, last) = match prior {
                         Some(KindState::Gaps { detector, last }) => (detector, last),
                         _ => (GapDetector::new(i128::from(*threshold_s) * NS), BTreeMap::new()),
@@ -345,7 +352,7 @@ impl Engine {
             };
             running.push(Running { spec: spec.clone(), state });
         }
-        Ok(Self { running, skipped: Skipped::default(), fences, watermark_ns, pending, hits: Vec::new() })
+        Ok(Self { running, skipped: Skipped::default(), fences, watermark_ns, pending, hits: Vec::new(), forgotten: 0 })
     }
 
     /// The state, for a checkpoint (see the module documentation).
@@ -374,6 +381,11 @@ impl Engine {
     /// What was skipped so far.
     pub fn skipped(&self) -> &Skipped {
         &self.skipped
+    }
+
+    /// Tracks forgotten so far (`forget_after_s`), over all analytics.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 
     /// Atomic swap of the fence set for all geofence/join analytics; returns the exits it causes
@@ -511,12 +523,58 @@ impl Engine {
         out
     }
 
-    /// Moves the watermark: declares gaps, emits the windows that ended (bins, SQL) and forgets
-    /// `near` targets that are too old.
+    /// Moves the watermark: declares gaps, emits the windows that ended (bins, SQL), forgets
+    /// `near` targets that are too old and the tracks silent past their analytic's
+    /// `forget_after_s` (geofence visits they leave open end with an `exit`).
     pub fn advance(&mut self, watermark: OffsetDateTime) -> Vec<Output> {
         let w = watermark.unix_timestamp_nanos();
-        self.watermark_ns = Some(self.watermark_ns.map_or(w, |old| old.max(w)));
-        self.advance_inner(w, true)
+        let old = self.watermark_ns;
+        let new = old.map_or(w, |o| o.max(w));
+        self.watermark_ns = Some(new);
+        let mut out = self.advance_inner(w, true);
+        self.forget(old, new, &mut out);
+        out
+    }
+
+    /// Sweeps an analytic's tracks when the watermark crosses a multiple of its sweep step,
+    /// forgetting those silent for `forget_after_s` before that multiple. The processor advances
+    /// the watermark at points that depend on how records were batched, but never past the next
+    /// observation's time; with the cutoff taken from the multiple rather than the watermark, and
+    /// exits stamped from each track's own last report, any run over the same input forgets the
+    /// same tracks before the same observations and emits the same events. Never from
+    /// [`Engine::finish`]: the end of a file is not silence.
+    fn forget(&mut self, old: Option<i128>, new: i128, out: &mut Vec<Output>) {
+        for r in &mut self.running {
+            let Some(after_s) = r.spec.analytic.forget_after_s() else { continue };
+            let after = i128::from(after_s) * NS;
+            let step = (after / FORGET_SWEEPS).max(NS);
+            if old.is_some_and(|o| o.div_euclid(step) == new.div_euclid(step)) {
+                continue;
+            }
+            let cutoff = new.div_euclid(step) * step - after;
+            match &mut r.state {
+                State::Motion { tracks, .. } => {
+                    let before = tracks.len();
+                    tracks.retain(|_, m| m.last_time_ns().is_some_and(|t| t >= cutoff));
+                    self.forgotten += (before - tracks.len()) as u64;
+                }
+                State::Gaps { detector, last, .. } => {
+                    for track in detector.forget_before(cutoff) {
+                        last.remove(&track);
+                        self.forgotten += 1;
+                    }
+                }
+                State::Geofence(g) => {
+                    // Before the earliest representable time nothing can be that old.
+                    let Ok(cutoff) = OffsetDateTime::from_unix_timestamp_nanos(cutoff) else { continue };
+                    let mut events = Vec::new();
+                    let after = Duration::seconds(i64::try_from(after_s).unwrap_or(i64::MAX));
+                    self.forgotten += g.forget_before(cutoff, after, &mut events) as u64;
+                    out.extend(events.into_iter().map(|e| Output::Event(Box::new(e))));
+                }
+                _ => {}
+            }
+        }
     }
 
     /// End of a finite input (`geostream analyze`): emits every open window; declares no gaps,

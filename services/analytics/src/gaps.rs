@@ -97,6 +97,26 @@ impl GapDetector {
         out
     }
 
+    /// Forgets the tracks whose last report is older than `cutoff_ns` and returns them. Meant for
+    /// a cutoff past the threshold (the spec checks it), so the tracks forgotten are in a gap and
+    /// hold no deadline; a track that reports again later is new, with no `resumed`.
+    pub fn forget_before(&mut self, cutoff_ns: i128) -> Vec<String> {
+        let threshold = self.threshold_ns;
+        let mut gone = Vec::new();
+        let deadlines = &mut self.deadlines;
+        self.tracks.retain(|track, st| {
+            if st.last_ns >= cutoff_ns {
+                return true;
+            }
+            if !st.in_gap {
+                deadlines.remove(&(st.last_ns + threshold, track.clone()));
+            }
+            gone.push(track.clone());
+            false
+        });
+        gone
+    }
+
     /// Tracks known.
     pub fn len(&self) -> usize {
         self.tracks.len()
@@ -135,22 +155,45 @@ mod tests {
         assert_eq!(serde_json::from_str::<GapDetector>(&json).unwrap(), g);
     }
 
+    #[test]
+    fn forgotten_tracks_leave_no_state_and_come_back_as_new() {
+        let mut g = GapDetector::new(60 * S);
+        g.observe("old", 0);
+        g.observe("quiet", 10 * S);
+        g.observe("live", 500 * S);
+        assert_eq!(g.advance(501 * S).len(), 2, "old and quiet are in a gap");
+        assert_eq!(g.forget_before(10 * S), vec!["old".to_owned()], "strictly older than the cutoff");
+        assert_eq!(g.len(), 2);
+        // A cutoff below the threshold (refused by the spec) still leaves consistent state: a
+        // forgotten track not yet in a gap takes its deadline with it.
+        assert_eq!(g.forget_before(501 * S), vec!["live".to_owned(), "quiet".to_owned()]);
+        assert!(g.is_empty() && g.deadlines.is_empty());
+        assert_eq!(g.observe("old", 600 * S), None, "reporting again is a new track, not a resumption");
+        assert_eq!(g.advance(661 * S), vec![GapSignal::Gap { track: "old".into(), last_ns: 600 * S, at_ns: 660 * S }]);
+    }
+
     proptest! {
         #[test]
         fn prop_gap_and_resumed_alternate_per_track(
-            steps in prop::collection::vec((0usize..5, 1i128..200, prop::bool::ANY), 1..300)
+            steps in prop::collection::vec((0usize..5, 1i128..200, 0u8..3), 1..300)
         ) {
             let mut g = GapDetector::new(60 * S);
             let mut t = 0i128;
             let mut in_gap: BTreeMap<String, bool> = BTreeMap::new();
-            for (track, dt, advance) in steps {
+            for (track, dt, op) in steps {
                 t += dt * S;
                 let name = format!("t{track}");
                 let mut signals = Vec::new();
-                if advance {
-                    signals.extend(g.advance(t));
-                } else {
-                    signals.extend(g.observe(&name, t));
+                match op {
+                    0 => signals.extend(g.observe(&name, t)),
+                    1 => signals.extend(g.advance(t)),
+                    // Forgetting past the threshold, as the spec requires: a forgotten track
+                    // starts again outside any gap.
+                    _ => {
+                        for gone in g.forget_before(t - 120 * S) {
+                            in_gap.remove(&gone);
+                        }
+                    }
                 }
                 for s in signals {
                     match s {

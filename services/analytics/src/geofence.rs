@@ -49,6 +49,10 @@
 //! reproducible): per track the last observation (time, position, id) and the open visits (fence,
 //! version, enter time, whether the dwell was emitted). Checkpoint it with the input offsets it
 //! reflects.
+//!
+//! State is per track, so it grows with every track ever seen unless tracks are forgotten:
+//! [`Geofencer::forget_before`] drops the tracks silent since a cutoff (the engine calls it with the
+//! analytic's `forget_after_s`), ending their open visits with `exit`, `reason` = `forgotten`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -333,6 +337,42 @@ impl Geofencer {
     /// The state, for a checkpoint.
     pub fn state(&self) -> &GeofenceState {
         &self.state
+    }
+
+    /// Forgets the tracks whose last observation is older than `cutoff`, returning how many. Each
+    /// open visit of a forgotten track ends with an `exit` at its last observation time plus
+    /// `after` (when it became forgettable: a time fixed by the input, so a replay gives the same
+    /// event id whenever its sweep runs) and the last position, `reason` = `forgotten`, as when
+    /// its fence is removed. So per track and fence enter and exit still alternate, and "who is
+    /// inside" stops counting tracks that went silent. A forgotten track that reports again is
+    /// new (inside a fence, it `enter`s).
+    pub fn forget_before(&mut self, cutoff: OffsetDateTime, after: Duration, out: &mut Vec<Event>) -> usize {
+        let analytic = &self.config.analytic;
+        let mut gone = 0;
+        self.state.tracks.retain(|feed, tracks| {
+            tracks.retain(|track, ts| {
+                if ts.last.time >= cutoff {
+                    return true;
+                }
+                let last = &ts.last;
+                let time = last.time.saturating_add(after);
+                for (fence, visit) in &ts.visits {
+                    let e = Event::builder(analytic.clone(), EventKind::Exit, time)
+                        .feed(feed.clone())
+                        .track(track.clone())
+                        .fence(fence.clone(), visit.version)
+                        .geometry(Geometry::new_point([last.lon, last.lat]))
+                        .attribute("reason", "forgotten")
+                        .attribute("entered", rfc3339::format(visit.since).unwrap_or_default())
+                        .attribute("duration_s", seconds(time - visit.since));
+                    out.push(e.build());
+                }
+                gone += 1;
+                false
+            });
+            !tracks.is_empty()
+        });
+        gone
     }
 
     /// Replaces the fence set atomically (see the module documentation for what happens to open

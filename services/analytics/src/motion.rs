@@ -135,6 +135,15 @@ impl TrackMotion {
         self.last.as_ref()
     }
 
+    /// Event time of the newest fix taken, a pending jump included (ns); what the engine forgets
+    /// silent tracks by.
+    pub fn last_time_ns(&self) -> Option<i128> {
+        match (self.last, self.jumped) {
+            (Some(a), Some(b)) => Some(a.time_ns.max(b.time_ns)),
+            (a, b) => a.or(b).map(|f| f.time_ns),
+        }
+    }
+
     /// Takes the next fix of the track.
     pub fn update(&mut self, fix: Fix, cfg: &MotionConfig) -> Result<Update, Ignored> {
         let Some(prev) = self.last else {

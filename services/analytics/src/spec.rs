@@ -54,11 +54,23 @@ pub enum AnalyticKind {
         /// ...if it is also further than this from the last fix (m).
         #[serde(default = "default_jump_min_distance")]
         jump_min_distance_m: f64,
+        /// Tracks silent this long in event time are forgotten (s): their state is dropped once the
+        /// watermark passes their last report by this much, so memory follows the tracks that are
+        /// still reporting, not every track ever seen. A forgotten track that reports again starts
+        /// afresh. Default 7 days.
+        #[serde(default = "default_forget_after")]
+        forget_after_s: u64,
     },
     /// `gap` when a track is silent for `threshold_s` of event time, `resumed` when it reports.
     Gaps {
         /// Silence that makes a gap (s).
         threshold_s: u64,
+        /// Tracks silent this long in event time are forgotten (s): their state is dropped once the
+        /// watermark passes their last report by this much, so memory follows the tracks that are
+        /// still reporting, not every track ever seen. A forgotten track that reports again starts
+        /// afresh, with no `resumed`; must exceed `threshold_s`. Default 7 days.
+        #[serde(default = "default_forget_after")]
+        forget_after_s: u64,
     },
     /// Spatial bins over event-time windows.
     Bins {
@@ -97,6 +109,12 @@ pub enum AnalyticKind {
         /// Copy the fence's properties into events as `fence_properties`.
         #[serde(default)]
         copy_properties: bool,
+        /// Tracks silent this long in event time are forgotten (s): their state is dropped once the
+        /// watermark passes their last report by this much, so memory follows the tracks that are
+        /// still reporting, not every track ever seen. A forgotten track that reports again starts
+        /// afresh: its open visits end with no `exit`, and inside a fence it `enter`s again. Default 7 days.
+        #[serde(default = "default_forget_after")]
+        forget_after_s: u64,
     },
     /// Roaming fences: `near` when a track comes within `distance_m` of another track, emitted
     /// once per pair and re-armed only when the pair separates beyond `distance_m * 1.1`
@@ -190,6 +208,14 @@ impl TrackFilter {
     }
 }
 
+/// Seven days: long past any gap threshold or dwell a feed is likely to use, short enough that
+/// tracks which stop reporting for good (vessels leaving the area, trips that ended) do not pile up.
+pub const DEFAULT_FORGET_AFTER_S: u64 = 7 * 24 * 3600;
+
+fn default_forget_after() -> u64 {
+    DEFAULT_FORGET_AFTER_S
+}
+
 fn default_max_age() -> u64 {
     300
 }
@@ -227,6 +253,17 @@ impl AnalyticKind {
             AnalyticKind::Sql { .. } => "sql",
         }
     }
+
+    /// `forget_after_s` of the kinds that keep per-track state with no end of their own (`near`
+    /// forgets by `max_age_s`; bins and SQL keep only open windows).
+    pub fn forget_after_s(&self) -> Option<u64> {
+        match self {
+            AnalyticKind::Motion { forget_after_s, .. }
+            | AnalyticKind::Gaps { forget_after_s, .. }
+            | AnalyticKind::Geofence { forget_after_s, .. } => Some(*forget_after_s),
+            _ => None,
+        }
+    }
 }
 
 fn check_fence_list(list: Option<&[FenceId]>) -> Result<(), String> {
@@ -255,6 +292,15 @@ impl AnalyticSpec {
     /// Checks every value.
     pub fn validate(&self) -> Result<(), SpecError> {
         let err = |problem: String| SpecError { id: self.id.to_string(), problem };
+        if let Some(f) = self.analytic.forget_after_s() {
+            if f == 0 {
+                return Err(err("analytic.forget_after_s is 0; give at least a second or leave it out".into()));
+            }
+            // Kept as i128 nanoseconds beside event times: beyond i64 seconds it means "never".
+            if i64::try_from(f).is_err() {
+                return Err(err(format!("analytic.forget_after_s is {f}; at most {}", i64::MAX)));
+            }
+        }
         match &self.analytic {
             AnalyticKind::Motion { stop_speed_mps, max_speed_mps, jump_min_distance_m, .. } => {
                 if !(jump_min_distance_m.is_finite() && *jump_min_distance_m >= 0.0) {
@@ -269,9 +315,16 @@ impl AnalyticSpec {
                     )));
                 }
             }
-            AnalyticKind::Gaps { threshold_s } => {
+            AnalyticKind::Gaps { threshold_s, forget_after_s } => {
                 if *threshold_s == 0 {
                     return Err(err("analytic.threshold_s is 0; a gap needs at least a second of silence".into()));
+                }
+                if forget_after_s <= threshold_s {
+                    return Err(err(format!(
+                        "analytic.forget_after_s is {forget_after_s}, not more than threshold_s ({threshold_s}): a \
+                         silent track would be forgotten before its gap is declared; raise it or leave it out \
+                         (default {DEFAULT_FORGET_AFTER_S})"
+                    )));
                 }
             }
             AnalyticKind::Bins { cells, .. } => {
@@ -340,7 +393,7 @@ impl AnalyticSpec {
     /// The [`GeofenceConfig`] of a `geofence` analytic.
     pub fn geofence_config(&self) -> Option<GeofenceConfig> {
         match &self.analytic {
-            AnalyticKind::Geofence { fences, inside, outside, cross, dwell_s, copy_properties } => {
+            AnalyticKind::Geofence { fences, inside, outside, cross, dwell_s, copy_properties, .. } => {
                 Some(GeofenceConfig {
                     analytic: self.id.clone(),
                     fences: fences.clone(),
@@ -358,5 +411,36 @@ impl AnalyticSpec {
     /// Whether observations of `feed` are for this analytic.
     pub fn wants_feed(&self, feed: &str) -> bool {
         self.feeds.is_empty() || self.feeds.iter().any(|f| f == feed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn spec(json: &str) -> AnalyticSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn problem(json: &str) -> String {
+        spec(json).validate().unwrap_err().problem
+    }
+
+    #[test]
+    fn forget_after_defaults_to_a_week_and_is_checked() {
+        for kind in [r#"{"kind": "motion"}"#, r#"{"kind": "gaps", "threshold_s": 60}"#, r#"{"kind": "geofence"}"#] {
+            let s = spec(&format!(r#"{{"id": "a", "analytic": {kind}}}"#));
+            assert_eq!(s.analytic.forget_after_s(), Some(DEFAULT_FORGET_AFTER_S), "{kind}");
+            s.validate().unwrap();
+        }
+        let near = spec(r#"{"id": "a", "analytic": {"kind": "near", "distance_m": 10}}"#);
+        assert_eq!(near.analytic.forget_after_s(), None, "near forgets by max_age_s");
+        let p = problem(r#"{"id": "a", "analytic": {"kind": "motion", "forget_after_s": 0}}"#);
+        assert!(p.contains("forget_after_s is 0"), "{p}");
+        let p = problem(r#"{"id": "a", "analytic": {"kind": "gaps", "threshold_s": 600, "forget_after_s": 600}}"#);
+        assert!(p.contains("not more than threshold_s (600)"), "{p}");
+        let p = problem(r#"{"id": "a", "analytic": {"kind": "geofence", "forget_after_s": 18446744073709551615}}"#);
+        assert!(p.contains("at most"), "{p}");
     }
 }

@@ -250,14 +250,124 @@ fn fence_set(list: &[(u8, f64, f64, f64)], version: u64) -> Arc<FenceIndex> {
     Arc::new(FenceIndex::build(&specs).expect("squares are valid"))
 }
 
+/// Outputs as JSON, sorted.
+fn canonical(out: &[Output]) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .iter()
+        .map(|o| match o {
+            Output::Event(e) => serde_json::to_string(e).expect("an event serialises"),
+            Output::Aggregate(a) => serde_json::to_string(a).expect("an aggregate serialises"),
+            Output::Joined(j) => serde_json::to_string(j).expect("an observation serialises"),
+            Output::Failed { analytic, message } => format!("failed {analytic}: {message}"),
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Short `forget_after_s` for the kinds that forget tracks (sweeps every 25 s of event time).
+const FORGETFUL: &str = r#"[
+    {"id": "m", "analytic": {"kind": "motion", "forget_after_s": 400}},
+    {"id": "g", "analytic": {"kind": "gaps", "threshold_s": 150, "forget_after_s": 400}},
+    {"id": "f", "analytic": {"kind": "geofence", "cross": true, "forget_after_s": 400}}
+]"#;
+
+#[test]
+fn tracks_silent_past_forget_after_are_forgotten_with_an_exit_and_come_back_new() {
+    let mut e = build(&specs(FORGETFUL), fence_set(&[(0, -0.5, -0.5, 1.0)], 1), None);
+    let mut out = Vec::new();
+    let mut report = |e: &mut Engine, track: &str, s: i64, lon: f64| {
+        out.extend(e.advance(t(s)));
+        out.extend(e.observe(&obs("f", track, s, lon, 0.0)));
+    };
+    // `a` reports inside fence f0 at 0 s and 10 s, then only `b` reports, outside, every 100 s.
+    report(&mut e, "a", 0, 0.0);
+    report(&mut e, "a", 10, 0.0001);
+    for s in (100..=400).step_by(100) {
+        report(&mut e, "b", s, 1.5);
+    }
+    assert_eq!(e.forgotten(), 0, "at 400 s `a` has been silent 390 s, under forget_after_s");
+    report(&mut e, "b", 500, 1.5);
+    assert_eq!(e.forgotten(), 3, "swept at 500 s: `a` gone from motion, gaps and geofence");
+    let state = serde_json::to_value(e.state()).expect("the state serialises");
+    assert!(!state.to_string().contains("\"a\""), "no trace of `a` in the state: {state}");
+    report(&mut e, "a", 1100, 0.0002);
+
+    let events: Vec<(String, String, i64, Option<String>)> = collect_events(&out)
+        .into_iter()
+        .filter(|ev| ev.track.as_ref().is_some_and(|t| t.as_str() == "a"))
+        .map(|ev| {
+            let reason = ev.attributes.get("reason").and_then(Value::as_str).map(str::to_owned);
+            (ev.analytic.to_string(), ev.kind.as_str().to_owned(), ev.time.unix_timestamp() - 1_700_000_000, reason)
+        })
+        .collect();
+    let want = |a: &str, k: &str, s: i64, r: Option<&str>| (a.to_owned(), k.to_owned(), s, r.map(str::to_owned));
+    assert_eq!(
+        events,
+        vec![
+            want("f", "enter", 0, None),
+            want("g", "gap", 160, None),
+            // Stamped when `a` became forgettable (last report + forget_after_s), not at the sweep.
+            want("f", "exit", 410, Some("forgotten")),
+            // New again: an enter, and no `resumed` since the gap was forgotten with the track.
+            want("f", "enter", 1100, None),
+        ]
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The processor advances the watermark at points that depend on its batches and restarts
+    /// from checkpoints; neither may change what is forgotten or any output.
+    #[test]
+    fn extra_watermark_advances_and_restarts_change_no_output_forgetting_included(
+        moves in prop::collection::vec((0u8..6, -0.3f64..0.3, -0.3f64..0.3, 0i64..200, 0u8..4), 1..120),
+    ) {
+        let specs = specs(FORGETFUL);
+        let fences = fence_set(&[(0, -0.5, -0.5, 1.0), (1, 0.2, 0.2, 0.6)], 1);
+        let mut pos = [[0.0f64; 2]; 6];
+        let mut now = 0i64;
+        let mut input = Vec::new();
+        for &(track, dx, dy, dt, extra) in &moves {
+            now += dt;
+            let p = &mut pos[track as usize];
+            p[0] = (p[0] + dx).clamp(-2.0, 2.0);
+            p[1] = (p[1] + dy).clamp(-2.0, 2.0);
+            input.push((obs("f", &format!("t{track}"), now, p[0], p[1]), extra));
+        }
+        let mut e = build(&specs, Arc::clone(&fences), None);
+        let mut reference = Vec::new();
+        for (o, _) in &input {
+            reference.extend(e.advance(o.time));
+            reference.extend(e.observe(o));
+        }
+        let mut e = build(&specs, Arc::clone(&fences), None);
+        let mut out = Vec::new();
+        let mut prev = t(0);
+        for (o, extra) in &input {
+            match extra {
+                // A batch ended between two observations: the watermark moved part of the way.
+                0 => out.extend(e.advance(prev + (o.time - prev) / 2)),
+                1 => out.extend(e.advance(o.time)),
+                2 => e = build(&specs, Arc::clone(&fences), Some(checkpoint(&e))),
+                _ => {}
+            }
+            out.extend(e.advance(o.time));
+            out.extend(e.observe(o));
+            prev = o.time;
+        }
+        // The same outputs; only their order across analytics may differ (each advance emits
+        // analytic by analytic), which downstream, keyed by the deterministic ids, never sees.
+        prop_assert_eq!(canonical(&out), canonical(&reference));
+    }
 
     #[test]
     fn enter_and_exit_alternate_per_track_and_fence_across_swaps_and_restarts(
         steps in prop::collection::vec(step(), 1..80),
     ) {
-        let specs = specs(r#"[{"id": "g", "analytic": {"kind": "geofence", "cross": true}}]"#);
+        // Tracks silent for 300 s are forgotten: their exits must keep the alternation too.
+        let specs = specs(r#"[{"id": "g", "analytic": {"kind": "geofence", "cross": true, "forget_after_s": 300}}]"#);
         let mut fences = fence_set(&[(0, -0.5, -0.5, 1.0), (1, 0.2, 0.2, 0.6)], 1);
         let mut e = build(&specs, Arc::clone(&fences), None);
         let mut pos = [[0.0f64; 2]; 4];

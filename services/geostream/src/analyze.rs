@@ -228,7 +228,7 @@ pub fn run(args: &AnalyzeArgs, sql: Option<&SqlFactory>) -> Result<Summary, Anal
     let s = engine.skipped();
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
     eprintln!(
-        "analyze: {} observations ({bad} unreadable lines), {} events ({}), {} aggregates, {} joined, {} failures; skipped: {} not points, {} late, {} out of order",
+        "analyze: {} observations ({bad} unreadable lines), {} events ({}), {} aggregates, {} joined, {} failures; skipped: {} not points, {} late, {} out of order; {} tracks forgotten",
         observations.len(),
         n.events,
         kinds.join(" "),
@@ -237,7 +237,8 @@ pub fn run(args: &AnalyzeArgs, sql: Option<&SqlFactory>) -> Result<Summary, Anal
         n.failed,
         s.not_a_point,
         s.late,
-        s.out_of_order
+        s.out_of_order,
+        engine.forgotten()
     );
     Ok(n)
 }

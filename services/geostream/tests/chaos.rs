@@ -138,7 +138,7 @@ impl StageProc {
     fn terminate(&mut self) {
         let c = self.child.take().unwrap();
         assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success());
-        let out = c.wait_with_output().unwrap();
+        let out = geostream_tests::wait_exit(c, &format!("geostream {} after SIGTERM", self.stage));
         assert!(out.status.success(), "geostream {} exit after SIGTERM: {:?}", self.stage, out.status);
     }
 }

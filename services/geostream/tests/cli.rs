@@ -331,7 +331,7 @@ fn sigterm(child: &mut KillOnDrop) -> Output {
 fn signal(child: &mut KillOnDrop, sig: &str) -> Output {
     let child = child.0.take().unwrap();
     assert!(Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap().success());
-    child.wait_with_output().unwrap()
+    geostream_tests::wait_exit(child, &format!("geostream after SIG{sig}"))
 }
 
 /// Waits (bounded by attempts, 10 minutes' worth) for a started child to exit by itself.

@@ -449,7 +449,7 @@ impl Proc {
     fn terminate(mut self) {
         let c = self.0.take().unwrap();
         assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success());
-        let out = c.wait_with_output().unwrap();
+        let out = geostream_tests::wait_exit(c, "processor after SIGTERM");
         assert!(out.status.success(), "processor exit: {:?}", out.status);
     }
 }
@@ -492,7 +492,7 @@ fn kill_9_mid_stream_commits_every_result_exactly_once() {
     // 1. The fault injector kills the process inside its fifth transaction, after that
     //    transaction's outputs reached the broker.
     let mut p = Proc::start_with(&cfg, &vol_a, "p0", &[("GEOSTREAM_FAULT_ABORT_IN_TRANSACTION", "5")]);
-    let status = p.0.as_mut().unwrap().wait().unwrap();
+    let status = geostream_tests::wait_exit(p.0.take().unwrap(), "the processor with the fault injector").status;
     assert!(!status.success(), "the fault injector ends the process: {status:?}");
     let (done, _) = progress.now();
     assert!(done > 0 && done < total, "four transactions committed before the crash ({done} of {total})");

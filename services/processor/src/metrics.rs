@@ -43,6 +43,8 @@ pub struct ProcessMetrics {
     pub watermark: Family<PartitionLabel, Gauge>,
     /// Input partitions assigned to this instance.
     pub assigned: Gauge,
+    /// Tracks forgotten after `forget_after_s` of silence, counted when their batch commits.
+    pub forgotten: Counter,
 }
 
 impl ProcessMetrics {
@@ -66,6 +68,11 @@ impl ProcessMetrics {
         r.register("process_buffered", "Observations waiting for the watermark", self.buffered.clone());
         r.register("process_watermark_seconds", "Event-time watermark per partition", self.watermark.clone());
         r.register("process_assigned_partitions", "Input partitions assigned", self.assigned.clone());
+        r.register(
+            "process_tracks_forgotten",
+            "Tracks dropped from analytic state after forget_after_s of silence",
+            self.forgotten.clone(),
+        );
     }
 
     pub(crate) fn count(family: &Family<NameLabel, Counter>, name: &str, n: u64) {

@@ -464,7 +464,8 @@ impl Worker {
             }
             let committed = session.commit(&tasks, &touched, pending)?;
             for p in &touched {
-                if let Some(task) = tasks.get(p) {
+                if let Some(task) = tasks.get_mut(p) {
+                    self.metrics.forgotten.inc_by(task.take_forgotten());
                     let label = PartitionLabel { partition: *p };
                     self.metrics.buffered.get_or_create(&label).set(task.buffered() as i64);
                     if let Some(w) = task.watermark() {

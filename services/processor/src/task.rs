@@ -70,6 +70,8 @@ pub struct PartitionTask {
     watermark_ns: Option<i128>,
     buffer: BTreeMap<(i128, String), Observation>,
     engine: Engine,
+    /// `engine.forgotten()` at the last [`PartitionTask::take_forgotten`].
+    forgotten_reported: u64,
 }
 
 fn time_of(ns: i128) -> OffsetDateTime {
@@ -96,6 +98,7 @@ impl PartitionTask {
             watermark_ns: None,
             buffer: BTreeMap::new(),
             engine: Engine::build(config, None)?,
+            forgotten_reported: 0,
         })
     }
 
@@ -110,6 +113,7 @@ impl PartitionTask {
             watermark_ns: state.watermark_ns,
             buffer: state.buffer.into_iter().map(|o| (key(&o), o)).collect(),
             engine: Engine::build(config, Some(state.engine))?,
+            forgotten_reported: 0,
         })
     }
 
@@ -200,7 +204,16 @@ impl PartitionTask {
     /// Runs a new set of analytics, keeping the state of those that did not change.
     pub fn reconfigure(&mut self, config: EngineConfig<'_>) -> Result<(), SpecError> {
         self.engine = Engine::build(config, Some(self.engine.state()))?;
+        self.forgotten_reported = 0;
         Ok(())
+    }
+
+    /// Tracks the analytics forgot (`forget_after_s`) since the last call.
+    pub fn take_forgotten(&mut self) -> u64 {
+        let now = self.engine.forgotten();
+        let new = now.saturating_sub(self.forgotten_reported);
+        self.forgotten_reported = now;
+        new
     }
 }
 
@@ -351,6 +364,41 @@ mod tests {
             }
             out.extend(task.release());
             assert_eq!(outputs_json(&out), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn silent_tracks_are_forgotten_alike_whatever_the_arrival_order_and_batches() {
+        let specs: Vec<AnalyticSpec> = serde_json::from_value(serde_json::json!([
+            {"id": "motion", "analytic": {"kind": "motion", "max_speed_mps": 50.0, "forget_after_s": 300}},
+            {"id": "gaps", "analytic": {"kind": "gaps", "threshold_s": 120, "forget_after_s": 300}}
+        ]))
+        .unwrap();
+        let drive = |records: &[Observation], every: usize| {
+            let mut task = PartitionTask::new(0, 90 * S, 0, config(&specs)).unwrap();
+            let mut out = Vec::new();
+            let mut forgotten = 0;
+            for (i, r) in records.iter().enumerate() {
+                task.accept(i as i64, r.clone());
+                if i % every == 0 {
+                    out.extend(task.release());
+                    forgotten += task.take_forgotten();
+                }
+            }
+            out.extend(task.release());
+            forgotten += task.take_forgotten();
+            assert_eq!(task.take_forgotten(), 0, "each forgotten track is counted once");
+            (outputs_json(&out), forgotten)
+        };
+        let input = stream(100);
+        let (expected, forgotten) = drive(&input, 7);
+        assert_eq!(forgotten, 2, "track 2, silent for 600 s, forgotten by motion and by gaps");
+        assert!(expected.iter().any(|o| o.contains("\"gap\"")), "its gap was declared first");
+        assert!(!expected.iter().any(|o| o.contains("\"resumed\"")), "and forgotten with it");
+        for (seed, every) in [(1, 1), (2, 13), (3, 50)] {
+            let (got, n) = drive(&reorder(&input, seed, 60), every);
+            assert_eq!(got, expected, "seed {seed}, a release every {every} records");
+            assert_eq!(n, 2);
         }
     }
 
