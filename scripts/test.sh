@@ -100,6 +100,7 @@ on_term() {
   echo "test.sh: stopped by a signal after $((SECONDS - t_start))s, in step: ${current_step:-?}" >&2
   local name
   for name in "${!bg_pid[@]}"; do
+    kill -0 "${bg_pid[$name]}" 2>/dev/null || continue
     echo "test.sh: background '$name' still running after $((SECONDS - bg_t0[$name]))s; the end of its log:" >&2
     tail -n 15 "$BG_LOGS/$name.log" >&2
   done
