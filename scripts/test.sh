@@ -92,7 +92,7 @@ bg_wait() {
     exit 1
   fi
   unset "bg_pid[$name]"
-  timings+=("$name: $((SECONDS - bg_t0[$name]))s in the background, $((SECONDS - t0))s waited for")
+  timings+=("$name: done within $((SECONDS - bg_t0[$name]))s of its start, in the background; $((SECONDS - t0))s waited for")
 }
 # CI's time budget (.ci/run) ends this script with SIGTERM: say where it was, so the log of a run
 # that ran out of time tells what was slow.
