@@ -334,3 +334,36 @@ fn a_set_over_the_tenant_limit_keeps_the_first_fences_by_id_and_reports_the_rest
     assert_eq!((index.len(), problems.len()), (7, 0), "at the limit");
     assert_eq!(FenceIndex::build_skipping_invalid(&specs).0.len(), 7, "the production limit is far above");
 }
+
+/// The Falkland Islands outline as Natural Earth's 1:110m countries have it (public domain; the
+/// shape repeated in the fuzzer's seed `services/analytics/fuzz/seeds/fence/natural-earth-copies-28s.json`).
+const FALKLANDS: Ring = &[
+    [-61.2, -51.85],
+    [-60.0, -51.25],
+    [-59.15, -51.5],
+    [-58.55, -51.1],
+    [-57.75, -51.55],
+    [-58.05, -51.9],
+    [-59.4, -52.2],
+    [-59.85, -51.85],
+    [-60.7, -52.3],
+    [-61.2, -51.85],
+];
+
+#[test]
+fn copies_of_one_polygon_get_the_tree_of_one_copy() {
+    // Ten fences with the same outline put ten coincident edges in every cell along it. The
+    // tree used to split on their sum down to the deepest level along the whole coastline (the
+    // fuzzer's 28 s input); now it splits as for one copy.
+    let one = index(&[polygon("f0", &[FALKLANDS])]);
+    let copies: Vec<FenceSpec> = (0..10).map(|i| polygon(&format!("f{i}"), &[FALKLANDS])).collect();
+    let ten = index(&copies);
+    let (s1, s10) = (one.stats(), ten.stats());
+    assert_eq!((s10.nodes, s10.depth), (s1.nodes, s1.depth), "one copy {s1:?}, ten copies {s10:?}");
+    assert_eq!(s10.edges, 10 * s1.edges, "every copy keeps its edges in every leaf");
+    let all: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+    assert_eq!(ids(&ten, -59.5, -51.7), all, "inside: every copy");
+    assert!(ids(&ten, -61.0, -52.2).is_empty(), "outside: none");
+    // A point on the shared outline is on every copy's boundary: outside all of them.
+    assert!(ids(&ten, -60.6, -51.55).is_empty());
+}

@@ -6,7 +6,9 @@
 //!
 //! A cell is split into 4 by 4 children while the work a point in it would do exceeds
 //! [`LEAF_COST`] edge tests (a circle test counts [`CIRCLE_COST`]) or while it is coarser than
-//! 1/[`RESOLUTION`] of a shape whose boundary crosses it, down to [`MAX_DEPTH`]. Children in no
+//! 1/[`RESOLUTION`] of a shape whose boundary crosses it, down to [`MAX_DEPTH`]; edges several
+//! fences share exactly (copies of one outline, neighbours on a common border) count once for
+//! the split, since no split separates them (`separable_cost`). Children in no
 //! fence are not stored. A query converts the point to 32-bit cell coordinates, looks up the level
 //! [`TOP_DEPTH`] cell in a flat table and descends from there, one 16-byte node per level, then
 //! tests the leaf's few boundary entries, packed contiguously. A point query is therefore a handful
@@ -294,7 +296,8 @@ impl Tree {
             .boundary
             .iter()
             .any(|b| shapes.get(shape_of(b)).is_some_and(|s| (cell.y1 - cell.y0) * RESOLUTION > s.extent()));
-        let split = (cost > LEAF_COST || coarse) && depth < MAX_DEPTH && self.nodes.len() < MAX_NODES;
+        let costly = cost > LEAF_COST && (coarse || separable_cost(shapes, &content.boundary, cost) > LEAF_COST);
+        let split = (costly || coarse) && depth < MAX_DEPTH && self.nodes.len() < MAX_NODES;
         if !split {
             let (inside, inside_len) = self.store_inside(&content.inside);
             let first = self.blob.len() as u32;
@@ -538,6 +541,45 @@ fn shape_of(p: &Pending) -> usize {
     match p {
         Pending::Polygon { shape, .. } | Pending::Circle { shape } => *shape as usize,
     }
+}
+
+/// The part of a cell's `cost` that splitting can reduce: each edge counted once however many
+/// entries have it, and an entry whose every edge another entry already has counts nothing. The
+/// same polygon registered as several fences (or a shape repeated inside a MultiPolygon) puts
+/// coincident edges in every cell along its boundary; no split ever separates them, and splitting
+/// on their sum went down to [`MAX_DEPTH`] along the whole boundary: ten copies of one island's
+/// 10-vertex polygon took about 30 s to index. Without coincident edges this is `cost` itself, so
+/// other sets get exactly the tree they got before.
+fn separable_cost(shapes: &[Shape], boundary: &[Pending], cost: usize) -> usize {
+    // (edge with its ends in a fixed order, entry), sorted: equal edges become neighbours.
+    let mut edges: Vec<([u64; 4], usize)> = Vec::new();
+    for (entry, p) in boundary.iter().enumerate() {
+        let (Pending::Polygon { rings, .. }, Some(Geom::Polygon(shape_rings))) =
+            (p, shapes.get(shape_of(p)).map(|s| &s.geom))
+        else {
+            continue;
+        };
+        for pr in rings {
+            let pts = shape_rings.get(pr.ring).map_or(&[][..], |r| &r.pts[..]);
+            for (a, b) in pr.edges.iter().filter_map(|&i| edge(pts, i)) {
+                let (a, b) = if (a[0], a[1]) <= (b[0], b[1]) { (a, b) } else { (b, a) };
+                edges.push(([a[0].to_bits(), a[1].to_bits(), b[0].to_bits(), b[1].to_bits()], entry));
+            }
+        }
+    }
+    edges.sort_unstable();
+    let mut repeated = 0;
+    let mut contributes = vec![false; boundary.len()];
+    for (i, (key, entry)) in edges.iter().enumerate() {
+        if i > 0 && edges.get(i - 1).is_some_and(|(prev, _)| prev == key) {
+            repeated += 1;
+        } else if let Some(c) = contributes.get_mut(*entry) {
+            *c = true;
+        }
+    }
+    let copies =
+        boundary.iter().zip(&contributes).filter(|(p, c)| matches!(p, Pending::Polygon { .. }) && !**c).count();
+    cost.saturating_sub(repeated + copies)
 }
 
 /// Edge `i` of a ring.
