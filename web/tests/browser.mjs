@@ -8,47 +8,24 @@
 //   stdout {"stage":"failed", …}        a condition was not met in time, with what was seen
 // Every wait is for a condition with a timeout; nothing sleeps to pass.
 import { createInterface } from 'node:readline';
-import { base, external, open, say, shot, tenant, token } from './page.mjs';
+import { COMMON_HOOKS, base, external, open, reporter, say, shot, tenant, token } from './page.mjs';
 
 const input = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 const { browser, page, requests } = await open();
 
-async function seen() {
-  return page
-    .evaluate(() => {
-      const g = window.geostream;
-      if (!g) return { hook: false };
-      return {
-        live: g.isLive(),
-        events_live: g.eventsLive(),
-        live_points: g.livePointCount(),
-        live_features: g.liveFeatures(),
-        selected: g.selectedTrack(),
-        history_points: g.historyPoints(),
-        window_points: g.windowPoints(),
-        rendered_aggregates: g.renderedAggregates(),
-        errors: g.errors(),
-      };
-    })
-    .catch((e) => ({ evaluate: e.message }));
-}
-
-async function fail(what, e) {
-  const s = await seen();
-  if (shot) await page.screenshot({ path: shot }).catch(() => {});
-  say({ stage: 'failed', what, error: String(e?.message ?? e), seen: s });
-  await browser.close();
-  process.exit(1);
-}
-
-async function until(what, fn, arg, timeout = 120_000) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout, polling: 100 });
-  } catch (e) {
-    await fail(what, e);
-  }
-}
+const { seen, fail, until } = reporter(
+  browser,
+  page,
+  {
+    ...COMMON_HOOKS,
+    selected: 'selectedTrack',
+    history_points: 'historyPoints',
+    window_points: 'windowPoints',
+    rendered_aggregates: 'renderedAggregates',
+  },
+  100,
+);
 
 // 1. Load the page, the token passed in the fragment.
 await page.goto(`${base}/dashboard/?tenant=${encodeURIComponent(tenant)}#token=${encodeURIComponent(token)}`);

@@ -4,39 +4,11 @@
 // shows tracks of several feeds moving (live positions keep arriving), lists events and draws
 // the demo's fences; then it prints one JSON line with what it saw:
 //   {"stage":"done", ...}     or     {"stage":"failed", "what":..., "seen":...}
-import { base, external, open, say, shot, tenant, token } from './page.mjs';
+import { COMMON_HOOKS, base, external, open, reporter, say, shot, tenant, token } from './page.mjs';
 
 const { browser, page, requests } = await open();
 
-async function seen() {
-  return page
-    .evaluate(() => {
-      const g = window.geostream;
-      if (!g) return { hook: false };
-      return {
-        live: g.isLive(),
-        events_live: g.eventsLive(),
-        live_points: g.livePointCount(),
-        live_features: g.liveFeatures(),
-        events: g.events(),
-        fences: g.fences(),
-        errors: g.errors(),
-      };
-    })
-    .catch((e) => ({ evaluate: e.message }));
-}
-
-async function until(what, fn, arg, timeout = 120_000) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout, polling: 200 });
-  } catch (e) {
-    const s = await seen();
-    if (shot) await page.screenshot({ path: shot }).catch(() => {});
-    say({ stage: 'failed', what, error: String(e?.message ?? e), seen: s });
-    await browser.close();
-    process.exit(1);
-  }
-}
+const { seen, until } = reporter(browser, page, { ...COMMON_HOOKS, events: 'events', fences: 'fences' }, 200);
 
 await page.goto(`${base}/dashboard/?tenant=${encodeURIComponent(tenant)}#token=${encodeURIComponent(token)}`);
 await until('page live', () => window.geostream?.isLive() && window.geostream.eventsLive() && window.geostream.mapLoaded());

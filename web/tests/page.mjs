@@ -29,3 +29,44 @@ export async function open() {
 export function external(requests) {
   return requests.filter((u) => !u.startsWith(base) && !u.startsWith('data:') && !u.startsWith('blob:'));
 }
+
+/** What both scripts report of the page's test hook (`window.geostream`), by report key. */
+export const COMMON_HOOKS = {
+  live: 'isLive',
+  events_live: 'eventsLive',
+  live_points: 'livePointCount',
+  live_features: 'liveFeatures',
+  errors: 'errors',
+};
+
+/**
+ * `seen()`: what the hook reports, `{key: window.geostream[name]()}` for each of `hooks`.
+ * `fail(what, e)`: ends the script with a screenshot and `{"stage":"failed", what, error, seen}`.
+ * `until(what, fn, arg, timeout)`: waits for a page condition, polled every `polling` ms; one not
+ * met in time fails.
+ */
+export function reporter(browser, page, hooks, polling) {
+  const seen = () =>
+    page
+      .evaluate((hooks) => {
+        const g = window.geostream;
+        if (!g) return { hook: false };
+        return Object.fromEntries(Object.entries(hooks).map(([key, name]) => [key, g[name]()]));
+      }, hooks)
+      .catch((e) => ({ evaluate: e.message }));
+  async function fail(what, e) {
+    const s = await seen();
+    if (shot) await page.screenshot({ path: shot }).catch(() => {});
+    say({ stage: 'failed', what, error: String(e?.message ?? e), seen: s });
+    await browser.close();
+    process.exit(1);
+  }
+  async function until(what, fn, arg, timeout = 120_000) {
+    try {
+      await page.waitForFunction(fn, arg, { timeout, polling });
+    } catch (e) {
+      await fail(what, e);
+    }
+  }
+  return { seen, fail, until };
+}
