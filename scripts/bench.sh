@@ -47,6 +47,16 @@
 # are not running, the script says so and starts them (`scripts/testenv.sh up kafka elasticsearch`;
 # they are left running).
 #
+# Last, the end-to-end load generator (`cargo bench -p geostream-benches --bench e2e_load`, not
+# criterion, about 8 minutes; docs/benchmarks.md): the release `geostream` binary (built here) runs
+# `ingest`, `process` and `sink` as processes on the same Kafka and Elasticsearch while simulated
+# sensors push the real OpenSky tracks over HTTP. Lines: `e2e/ceiling` (records/s the whole
+# pipeline sustains) against `e2e/raw_bulk` (a raw `_bulk` loader writing the same kind of
+# documents), `e2e/latency_p50_at_<25|50|75>pct` and `..._p99_...` (ms from a record being due to
+# it being searchable) against `e2e/engine_floor_...` (the same for a document indexed straight
+# into the engine: its refresh), with the BRIEF's 2,000 ms target on p99 at half the ceiling, and
+# `e2e/peak_rss/<stage>` (MiB, no reference). It fails if any record is lost or stored twice.
+#
 # Usage: scripts/bench.sh [criterion filter...]
 # Env:   BENCH_ARGS   criterion options (default: --warm-up-time 1 --measurement-time 3)
 #        BENCH_TILE38=0  leave the Tile38 comparison out (said on stderr; the default runs it)
@@ -54,6 +64,10 @@
 #        TILE38_SRC   see scripts/tile38.sh (where the Go module proxy does not serve Tile38)
 #        BENCH_SERVICES=0  leave the benchmarks against Kafka and Elasticsearch out (said on stderr)
 #        BENCH_TRACKS, BENCH_CLIENTS, BENCH_QUERIES  see benches/benches/latest_latency.rs (10000, 16, 25)
+#        BENCH_E2E=0  leave the end-to-end load run out (said on stderr; also left out when the
+#                     first argument is a filter that does not match "e2e/...")
+#        BENCH_E2E_SENSORS, BENCH_E2E_SECONDS, BENCH_E2E_CEILING_RECORDS, BENCH_E2E_REFERENCE_RECORDS
+#                     see benches/benches/e2e_load.rs (10000, 60, 150000, 50000)
 #        BENCH_STATE=0  leave the state_per_track figures out (said on stderr; also left out when
 #                       the first argument is a filter that does not match "state/...")
 #        BENCH_STATE_TRACKS, BENCH_STATE_BREAKDOWN  see services/processor/benches/state_per_track.rs
@@ -129,12 +143,30 @@ else
   BENCH_REPORT=$latency_report cargo bench -p geostream-benches --bench latest_latency -- $BENCH_ARGS "$@" >&2
 fi
 
-python3 - "$criterion_dir" "$tile38_report" "$cores" "$TILE38_CONNECTIONS" "$latency_report" "$state_report" <<'EOF'
+e2e_report="$target_dir/e2e-load.jsonl"
+rm -f "$e2e_report"
+if [ "${BENCH_SERVICES:-1}" = 0 ] || [ "${BENCH_E2E:-1}" = 0 ]; then
+  echo "bench.sh: BENCH_SERVICES=0 or BENCH_E2E=0: the end-to-end load run is left out" >&2
+elif [ $# -gt 0 ] && [[ $1 != -* ]] && ! grep -Eq -- "$1" <<<"e2e/ceiling e2e/latency e2e/peak_rss"; then
+  echo "bench.sh: the filter '$1' leaves the end-to-end load run out" >&2
+else
+  cargo build --release -p geostream --bin geostream >&2
+  # The services' pids (scripts/testenv/common.sh keeps them), so the run reports their CPU too.
+  peers=
+  for svc in kafka elasticsearch; do
+    pidfile="${GEOSTREAM_RUN:-${GEOSTREAM_CACHE:-$HOME/.cache/geostream}/run}/pids/$svc.pid"
+    [ ! -f "$pidfile" ] || peers+="$svc=$(cut -d' ' -f1 "$pidfile"),"
+  done
+  GEOSTREAM_BIN="$target_dir/release/geostream" BENCH_REPORT=$e2e_report BENCH_E2E_PEERS=$peers CLK_TCK=$(getconf CLK_TCK) \
+    cargo bench -p geostream-benches --bench e2e_load >&2
+fi
+
+python3 - "$criterion_dir" "$tile38_report" "$cores" "$TILE38_CONNECTIONS" "$latency_report" "$state_report" "$e2e_report" <<'EOF'
 import json, os, sys
 
 root = sys.argv[1]
 tile38_report, cores, connections = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-latency_report, state_report = sys.argv[5], sys.argv[6]
+latency_report, state_report, e2e_report = sys.argv[5], sys.argv[6], sys.argv[7]
 
 # name -> (reference name or None, target ratio or None, absolute target in records/s or None)
 FIGURES = {
@@ -300,14 +332,15 @@ if os.path.exists(latency_report):
                 line.update({"target_ratio": None, "target_value": None, "per_core": False, "meets_target": None})
                 print(json.dumps(line))
 
-# Bytes of processor state per track, written complete (with their references) by the
-# state_per_track bench.
-if os.path.exists(state_report):
-    with open(state_report) as f:
-        for raw in f:
-            if raw.strip():
-                found += 1
-                print(json.dumps(json.loads(raw)))
+# Bytes of processor state per track (state_per_track) and the end-to-end load figures
+# (e2e_load), written complete with their references by those benches.
+for report in (state_report, e2e_report):
+    if os.path.exists(report):
+        with open(report) as f:
+            for raw in f:
+                if raw.strip():
+                    found += 1
+                    print(json.dumps(json.loads(raw)))
 
 if found == 0:
     sys.exit(f"bench.sh: no criterion results under {root}")

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use geostream_api::stage::{ApiSettings, ApiStage};
-use geostream_benches::{Engine, observations, runtime, service, unique_tenant};
+use geostream_benches::{Engine, observations, percentile_ms, runtime, service, unique_tenant};
 use geostream_model::{IndexKind, Naming, TenantId, TopicKind, TrackId};
 use geostream_sink::document::{append_bulk, items};
 use geostream_telemetry::Telemetry;
@@ -189,11 +189,6 @@ impl Setup {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
-}
-
 /// Indexes the tracks, starts the API and checks both sides answer alike (outside any timing).
 fn prepare(rt: &tokio::runtime::Runtime) -> (Arc<Setup>, ApiStage, reqwest::Client) {
     let url = service("ELASTICSEARCH_URL");
@@ -293,7 +288,7 @@ fn latest_latency(c: &mut Criterion) {
     let mut lines = Vec::new();
     if !api.is_empty() && !search.is_empty() {
         for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
-            let (a, s) = (percentile(&api, p), percentile(&search, p));
+            let (a, s) = (percentile_ms(&api, p), percentile_ms(&search, p));
             let line = json!({
                 "name": format!("latest_latency/api_{label}"),
                 "value": (a * 100.0).round() / 100.0,

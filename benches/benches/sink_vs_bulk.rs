@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use geostream_benches::{Engine, INDEX, metric, observations, runtime, service, unique_tenant};
 use geostream_model::{Naming, Observation, TenantId, TopicKind};
-use geostream_sink::document::{append_bulk, items};
 use geostream_sink::stage::{SinkSettings, SinkStage};
 use geostream_telemetry::Telemetry;
 use rdkafka::ClientConfig;
@@ -202,58 +201,18 @@ impl Setup {
         elapsed
     }
 
-    fn bodies(&self, tenant: &TenantId, records: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
-        records
-            .chunks(BATCH_RECORDS)
-            .map(|chunk| {
-                let mut body = Vec::new();
-                for (i, (_, value)) in chunk.iter().enumerate() {
-                    for item in items(&Naming::default(), tenant, TopicKind::Observations, i, Some(value))
-                        .expect("a valid observation")
-                    {
-                        append_bulk(&mut body, &item);
-                    }
-                }
-                body
-            })
-            .collect()
-    }
-
-    async fn bulk(&self, body: Vec<u8>) {
-        let resp = self
-            .engine
-            .http
-            .post(format!("{}/_bulk", self.engine.url))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .expect("bulk sent");
-        let status = resp.status();
-        let answer: Value = resp.json().await.expect("bulk answer is JSON");
-        assert!(status.is_success(), "bulk: {status}");
-        if answer["errors"] == Value::Bool(true) {
-            // Only `latest` may refuse an item: an older position of a track already stored.
-            for item in answer["items"].as_array().into_iter().flatten() {
-                let r = item.as_object().and_then(|o| o.values().next()).expect("an item");
-                let ok = r["status"].as_u64().is_some_and(|s| s < 300)
-                    || (r["status"] == 409 && r["_index"].as_str().is_some_and(|i| i.ends_with("-latest")));
-                assert!(ok, "bulk item refused: {item}");
-            }
-        }
-    }
-
     /// One run of the raw loader; returns the time from the first request to the last answer.
     async fn bulk_once(&self) -> Duration {
         let tenant = unique_tenant("bench-bulk");
         self.engine.install_templates(&tenant).await;
-        for body in self.bodies(&tenant, std::slice::from_ref(&self.warmup)) {
-            self.bulk(body).await;
+        for body in Engine::bulk_bodies(&tenant, std::slice::from_ref(&self.warmup.1), BATCH_RECORDS) {
+            self.engine.bulk(body).await;
         }
-        let bodies = self.bodies(&tenant, &self.records);
+        let values: Vec<Vec<u8>> = self.records.iter().map(|(_, v)| v.clone()).collect();
+        let bodies = Engine::bulk_bodies(&tenant, &values, BATCH_RECORDS);
         let started = Instant::now();
         for body in bodies {
-            self.bulk(body).await;
+            self.engine.bulk(body).await;
         }
         let elapsed = started.elapsed();
         assert_eq!(self.count(&tenant).await, self.records.len() as u64 + 1, "raw bulk: observations stored");

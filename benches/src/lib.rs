@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use geostream_codecs::{CodecOptions, Context, Outcome, decode_all};
 use geostream_model::time::OffsetDateTime;
-use geostream_model::{FeedId, Format, Mapping, Naming, Observation, TenantId};
+use geostream_model::{FeedId, Format, Mapping, Naming, Observation, TenantId, TopicKind};
 use geostream_sink::client::SearchClient;
+use geostream_sink::document::{append_bulk, items};
 use geostream_sink::templates::{IndexSettings, templates};
 
 /// The address of a service from the environment; panics with instructions when it is missing
@@ -34,12 +35,23 @@ pub fn unique_tenant(prefix: &str) -> TenantId {
     name.parse().unwrap_or_else(|e| panic!("tenant {name}: {e}"))
 }
 
-fn sample(file: &str) -> Vec<u8> {
-    // At run time, like the tests: the bench binary may come from another checkout's build.
-    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+/// The repository's root, found at run time like the tests do: the bench binary may come from
+/// another checkout's build.
+pub fn repo_root() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from)
-        .join("..");
-    let path = root.join("services/codecs/tests/data").join(file);
+        .join("..")
+}
+
+/// The value at quantile `p` (0 to 1, nearest rank) of sorted durations, in milliseconds; NaN
+/// when there are none.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn sample(file: &str) -> Vec<u8> {
+    let path = repo_root().join("services/codecs/tests/data").join(file);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -111,6 +123,49 @@ impl Engine {
     pub async fn refresh(&self, index: &str) {
         let r = self.http.post(format!("{}/{index}/_refresh", self.url)).send().await.expect("refresh sent");
         assert!(r.status().is_success(), "refresh {index}: {}", r.status());
+    }
+
+    /// Observations (their Kafka values) as the sink's `_bulk` bodies for `tenant`, `per_body`
+    /// records each: the same items, ids, operations and indices the sink writes.
+    pub fn bulk_bodies(tenant: &TenantId, values: &[Vec<u8>], per_body: usize) -> Vec<Vec<u8>> {
+        values
+            .chunks(per_body)
+            .map(|chunk| {
+                let mut body = Vec::new();
+                for (i, value) in chunk.iter().enumerate() {
+                    for item in items(&Naming::default(), tenant, TopicKind::Observations, i, Some(value))
+                        .expect("a valid observation")
+                    {
+                        append_bulk(&mut body, &item);
+                    }
+                }
+                body
+            })
+            .collect()
+    }
+
+    /// One `POST /_bulk` of the raw loader; panics on any refused item but an older `latest`
+    /// position (409), which the sink also accepts.
+    pub async fn bulk(&self, body: Vec<u8>) {
+        let resp = self
+            .http
+            .post(format!("{}/_bulk", self.url))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .expect("bulk sent");
+        let status = resp.status();
+        let answer: serde_json::Value = resp.json().await.expect("bulk answer is JSON");
+        assert!(status.is_success(), "bulk: {status}");
+        if answer["errors"] == serde_json::Value::Bool(true) {
+            for item in answer["items"].as_array().into_iter().flatten() {
+                let r = item.as_object().and_then(|o| o.values().next()).expect("an item");
+                let ok = r["status"].as_u64().is_some_and(|s| s < 300)
+                    || (r["status"] == 409 && r["_index"].as_str().is_some_and(|i| i.ends_with("-latest")));
+                assert!(ok, "bulk item refused: {item}");
+            }
+        }
     }
 
     /// Removes a tenant's indices and templates (names are unique per run, so this only saves disk).
