@@ -23,7 +23,7 @@ use std::sync::Arc;
 use geostream_analytics::FenceIndex;
 use geostream_analytics::engine::{Engine, EngineConfig, Output, SqlFactory};
 use geostream_analytics::spec::AnalyticSpec;
-use geostream_model::{FenceId, FenceShape, FenceSpec, Observation};
+use geostream_model::{FenceSpec, Observation};
 use serde_json::Value;
 
 /// Arguments of `geostream analyze`.
@@ -70,42 +70,6 @@ pub fn load_specs(path: &std::path::Path) -> Result<Vec<AnalyticSpec>, AnalyzeEr
     specs.map_err(|e| AnalyzeError::Usage(format!("{}: {e}", path.display())))
 }
 
-/// The fences of a GeoJSON FeatureCollection (see the module documentation).
-fn fences_from_geojson(doc: &Value, path: &Path) -> Result<Vec<FenceSpec>, AnalyzeError> {
-    let features = doc.get("features").and_then(Value::as_array).ok_or_else(|| {
-        AnalyzeError::Usage(format!("{}: a FeatureCollection needs a `features` list", path.display()))
-    })?;
-    let mut out = Vec::with_capacity(features.len());
-    for (i, f) in features.iter().enumerate() {
-        let bad = |problem: String| AnalyzeError::Usage(format!("{}: feature {i}: {problem}", path.display()));
-        let props = f.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
-        let text = |v: &Value| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        };
-        let id = props
-            .get("id")
-            .and_then(text)
-            .or_else(|| f.get("id").and_then(text))
-            .ok_or_else(|| bad("has no fence id: give it `properties.id` or a feature `id`".into()))?;
-        let fence_id = FenceId::new(id.as_str()).map_err(|e| bad(format!("fence id {id:?}: {e}")))?;
-        let name = props.get("name").and_then(text).unwrap_or_else(|| id.clone());
-        let geometry = f.get("geometry").cloned().unwrap_or(Value::Null);
-        let kind = geometry.get("type").and_then(Value::as_str).unwrap_or("none");
-        if !matches!(kind, "Polygon" | "MultiPolygon") {
-            return Err(bad(format!("fence {id:?} has geometry {kind}; fences are Polygons or MultiPolygons")));
-        }
-        let geometry: FenceShape =
-            serde_json::from_value(geometry).map_err(|e| bad(format!("fence {id:?}: geometry: {e}")))?;
-        let mut properties = props;
-        properties.remove("id");
-        properties.remove("name");
-        out.push(FenceSpec { id: fence_id, version: 0, name, geometry, properties, enabled: true });
-    }
-    Ok(out)
-}
-
 /// Reads `--fences` and builds the index, refusing invalid fences by name.
 fn load_fences(path: &Path) -> Result<FenceIndex, AnalyzeError> {
     let specs = read_fence_specs(path)?;
@@ -123,7 +87,7 @@ pub fn read_fence_specs(path: &Path) -> Result<Vec<FenceSpec>, AnalyzeError> {
             .map_err(|e| AnalyzeError::Usage(format!("{} is not JSON or YAML: {e}", path.display())))?,
     };
     if value.get("type").and_then(Value::as_str) == Some("FeatureCollection") {
-        fences_from_geojson(&value, path)
+        FenceSpec::from_feature_collection(&value).map_err(|e| AnalyzeError::Usage(format!("{}: {e}", path.display())))
     } else if value.is_array() {
         serde_json::from_value::<Vec<FenceSpec>>(value)
             .map_err(|e| AnalyzeError::Usage(format!("{}: not a list of fence specs: {e}", path.display())))

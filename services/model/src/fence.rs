@@ -112,7 +112,60 @@ pub struct FenceSpec {
     pub enabled: bool,
 }
 
+/// Why a GeoJSON FeatureCollection does not give fences.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FenceCollectionError {
+    /// The document has no `features` list.
+    #[error("a FeatureCollection needs a `features` list")]
+    NotACollection,
+    /// One feature (by position) cannot be a fence.
+    #[error("feature {index}: {problem}")]
+    Feature {
+        /// Position in `features`, from 0.
+        index: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
 impl FenceSpec {
+    /// The fences of a GeoJSON FeatureCollection, as `geostream fences apply` and `analyze
+    /// --fences` read a file: the id from `properties.id` (else the feature's `id`), the name from
+    /// `properties.name` (else the id), the other properties kept; Polygons and MultiPolygons only.
+    /// Shapes are parsed, not validated (see [`FenceSpec::validate`]).
+    pub fn from_feature_collection(doc: &Value) -> Result<Vec<FenceSpec>, FenceCollectionError> {
+        let features = doc.get("features").and_then(Value::as_array).ok_or(FenceCollectionError::NotACollection)?;
+        let mut out = Vec::with_capacity(features.len());
+        for (index, f) in features.iter().enumerate() {
+            let bad = |problem: String| FenceCollectionError::Feature { index, problem };
+            let props = f.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+            let text = |v: &Value| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            let id = props
+                .get("id")
+                .and_then(text)
+                .or_else(|| f.get("id").and_then(text))
+                .ok_or_else(|| bad("has no fence id: give it `properties.id` or a feature `id`".into()))?;
+            let fence_id = FenceId::new(id.as_str()).map_err(|e| bad(format!("fence id {id:?}: {e}")))?;
+            let name = props.get("name").and_then(text).unwrap_or_else(|| id.clone());
+            let geometry = f.get("geometry").cloned().unwrap_or(Value::Null);
+            let kind = geometry.get("type").and_then(Value::as_str).unwrap_or("none");
+            if !matches!(kind, "Polygon" | "MultiPolygon") {
+                return Err(bad(format!("fence {id:?} has geometry {kind}; fences are Polygons or MultiPolygons")));
+            }
+            let geometry: FenceShape =
+                serde_json::from_value(geometry).map_err(|e| bad(format!("fence {id:?}: geometry: {e}")))?;
+            let mut properties = props;
+            properties.remove("id");
+            properties.remove("name");
+            out.push(FenceSpec { id: fence_id, version: 0, name, geometry, properties, enabled: true });
+        }
+        Ok(out)
+    }
+
     /// Checks the name and the shape: Polygon/MultiPolygon rings closed with at least 4
     /// positions, coordinates finite and in range; circle centre in range and radius positive.
     /// Messages name the fence and the polygon, ring and position.

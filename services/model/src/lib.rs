@@ -61,7 +61,9 @@ pub use feed::{
     FeedSpec, Format, FormatOptions, HttpAuth, Mapping, MqttProtocol, Replay, Source, TcpMode, TimeFormat,
     topic_template_captures,
 };
-pub use fence::{FenceShape, FenceSpec, MAX_FENCE_POSITIONS, MAX_FENCES_PER_TENANT, MAX_RADIUS_M};
+pub use fence::{
+    FenceCollectionError, FenceShape, FenceSpec, MAX_FENCE_POSITIONS, MAX_FENCES_PER_TENANT, MAX_RADIUS_M,
+};
 pub use ids::{AnalyticId, FeedId, FenceId, MAX_SLUG_LEN, RecordId, TenantId, TrackId};
 pub use naming::{INDEX_PREFIX, IndexKind, KAFKA_TOPIC_MAX_LEN, Naming, Stage, TopicKind};
 pub use observation::Observation;

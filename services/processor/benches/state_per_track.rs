@@ -46,7 +46,7 @@ use geostream_analytics::engine::{EngineConfig, Output};
 use geostream_analytics::spec::AnalyticSpec;
 use geostream_model::geojson::{Geometry, GeometryValue};
 use geostream_model::time::OffsetDateTime;
-use geostream_model::{EventKind, FeedId, FenceId, FenceShape, FenceSpec, Observation, TrackId};
+use geostream_model::{EventKind, FeedId, FenceSpec, Observation, TrackId};
 use geostream_processor::checkpoint;
 use geostream_processor::task::PartitionTask;
 use serde_json::{Value, json};
@@ -163,25 +163,17 @@ fn bbox(coords: &Value, b: &mut [f64; 4]) {
 fn demo_fences() -> Fences {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../feeds/demo/fences.geojson");
     let doc: Value = serde_json::from_slice(&std::fs::read(path).expect("feeds/demo/fences.geojson")).expect("JSON");
-    let mut specs = Vec::new();
-    let mut boxes = Vec::new();
-    for f in doc["features"].as_array().expect("a FeatureCollection") {
-        let mut properties = f["properties"].as_object().cloned().unwrap_or_default();
-        let id = properties.remove("id").and_then(|v| v.as_str().map(str::to_owned)).expect("properties.id");
-        let name = properties.remove("name").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| id.clone());
-        let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
-        bbox(&f["geometry"]["coordinates"], &mut b);
-        let geometry: FenceShape = serde_json::from_value(f["geometry"].clone()).expect("a fence geometry");
-        specs.push(FenceSpec {
-            id: FenceId::new(id).expect("a fence id"),
-            version: 0,
-            name,
-            geometry,
-            properties,
-            enabled: true,
-        });
-        boxes.push(b);
-    }
+    let specs = FenceSpec::from_feature_collection(&doc).expect("demo fences");
+    let boxes: Vec<[f64; 4]> = doc["features"]
+        .as_array()
+        .expect("a FeatureCollection")
+        .iter()
+        .map(|f| {
+            let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+            bbox(&f["geometry"]["coordinates"], &mut b);
+            b
+        })
+        .collect();
     let (index, refused) = FenceIndex::build_skipping_invalid(&specs);
     if !refused.is_empty() {
         eprintln!("state_per_track: {} demo fences refused by the index", refused.len());

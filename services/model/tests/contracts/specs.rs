@@ -366,3 +366,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_feature_collection_gives_fences_with_ids_names_and_properties() {
+    let square =
+        json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]]});
+    let doc = json!({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"id": "port-a", "name": "Port A", "berths": 12}, "geometry": square},
+        {"type": "Feature", "id": 7, "properties": {"zone": "x"}, "geometry": square},
+    ]});
+    let fences = FenceSpec::from_feature_collection(&doc).unwrap();
+    assert_eq!(fences.len(), 2);
+    assert_eq!((fences[0].id.as_str(), fences[0].name.as_str()), ("port-a", "Port A"));
+    assert_eq!(Value::Object(fences[0].properties.clone()), json!({"berths": 12}), "id and name are not properties");
+    // The feature's own id when properties carry none; the name defaults to the id.
+    assert_eq!((fences[1].id.as_str(), fences[1].name.as_str()), ("7", "7"));
+    assert!(fences.iter().all(|f| f.enabled && f.version == 0 && f.validate().is_ok()));
+}
+
+#[test]
+fn a_feature_collection_names_the_feature_that_cannot_be_a_fence() {
+    use geostream_model::FenceCollectionError;
+    let square =
+        json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]]});
+    let err = |features: Value| FenceSpec::from_feature_collection(&json!({"features": features})).unwrap_err();
+    assert_eq!(
+        FenceSpec::from_feature_collection(&json!({"type": "Feature"})).unwrap_err(),
+        FenceCollectionError::NotACollection
+    );
+    let no_id = err(json!([{"properties": {"id": "a"}, "geometry": square}, {"properties": {}, "geometry": square}]));
+    assert!(matches!(&no_id, FenceCollectionError::Feature { index: 1, .. }), "{no_id}");
+    assert!(no_id.to_string().starts_with("feature 1: has no fence id"), "{no_id}");
+    let point = err(json!([{"properties": {"id": "p"}, "geometry": {"type": "Point", "coordinates": [0.0, 0.0]}}]));
+    assert_eq!(point.to_string(), "feature 0: fence \"p\" has geometry Point; fences are Polygons or MultiPolygons");
+    let broken = err(json!([{"properties": {"id": "b"}, "geometry": {"type": "Polygon", "coordinates": "x"}}]));
+    assert!(broken.to_string().starts_with("feature 0: fence \"b\": geometry:"), "{broken}");
+}
