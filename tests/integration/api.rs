@@ -558,6 +558,74 @@ async fn api_answers_queries_and_ogc_features_on_opensearch() {
     contract_on("opensearch", "OPENSEARCH_URL").await;
 }
 
+/// A shard that is not started yet (here held unassigned by an allocation filter naming no node,
+/// as a day's new observation index is for a moment after the sink creates it) makes the engine
+/// answer every search over the pattern with 503. The API's search waits for it to start instead
+/// of failing; one that never starts still fails, with the engine's reason.
+async fn unstarted_shard_on(engine: &'static str, var: &'static str) {
+    let Some(url) = geostream_tests::service(var, engine) else { return };
+    let http = reqwest::Client::new();
+    let name = geostream_tests::unique("shards");
+    let create = |index: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http
+                // Without waiting for the shard, which never starts here.
+                .put(format!("{url}/{index}?wait_for_active_shards=0"))
+                .json(&json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0,
+                                           "index.routing.allocation.require._name": "no-such-node"}}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{engine}: creating {index}: {}", r.text().await.unwrap());
+        }
+    };
+    let (late, never) = (format!("{name}-late"), format!("{name}-never"));
+    create(late.clone()).await;
+    create(never.clone()).await;
+    let search = geostream_api::search::Search::new(&url, None, None, Duration::from_secs(30)).unwrap();
+    let body = json!({"query": {"match_all": {}}});
+
+    let direct = http.post(format!("{url}/{late}*/_search")).json(&body).send().await.unwrap();
+    assert_eq!(direct.status().as_u16(), 503, "{engine}: an unassigned shard makes the search fail");
+
+    let release = {
+        let (http, url, late) = (http.clone(), url.clone(), late.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let r = http
+                .put(format!("{url}/{late}/_settings"))
+                .json(&json!({"index.routing.allocation.require._name": null}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "allocation allowed");
+        })
+    };
+    let hits = search.search(&format!("{late}*"), &body).await;
+    release.await.unwrap();
+    let hits = hits.unwrap_or_else(|e| panic!("{engine}: the search did not wait for the shard: {e}"));
+    assert_eq!(hits["hits"]["hits"], json!([]), "{engine}: {hits}");
+
+    let err = search.search(&format!("{never}*"), &body).await.expect_err("a shard that never starts fails");
+    assert!(err.to_string().contains("HTTP 503"), "{engine}: {err}");
+
+    for index in [late, never] {
+        let _ = http.delete(format!("{url}/{index}")).send().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_search_waits_for_a_shard_that_is_not_started_yet_on_elasticsearch() {
+    unstarted_shard_on("elasticsearch", "ELASTICSEARCH_URL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_search_waits_for_a_shard_that_is_not_started_yet_on_opensearch() {
+    unstarted_shard_on("opensearch", "OPENSEARCH_URL").await;
+}
+
 /// The registry endpoints over real Kafka: PUT creates (201) at version 1, the same PUT again
 /// changes nothing, a changed spec gets version 2, GET and the list show it, a read token cannot
 /// write (403), DELETE leaves a tombstone (then 404), and the processor's and ingest's own registry
