@@ -563,35 +563,44 @@ async fn api_answers_queries_and_ogc_features_on_opensearch() {
 /// answer every search over the pattern with 503. The API's search waits for it to start instead
 /// of failing; one that never starts still fails, with the engine's reason.
 async fn unstarted_shard_on(engine: &'static str, var: &'static str) {
+    use futures::FutureExt;
     let Some(url) = geostream_tests::service(var, engine) else { return };
     let http = reqwest::Client::new();
     let name = geostream_tests::unique("shards");
-    let create = |index: String| {
-        let http = http.clone();
-        let url = url.clone();
-        async move {
-            let r = http
-                // Without waiting for the shard, which never starts here.
-                .put(format!("{url}/{index}?wait_for_active_shards=0"))
-                .json(&json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0,
-                                           "index.routing.allocation.require._name": "no-such-node"}}))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{engine}: creating {index}: {}", r.text().await.unwrap());
-        }
-    };
     let (late, never) = (format!("{name}-late"), format!("{name}-never"));
-    create(late.clone()).await;
-    create(never.clone()).await;
-    let search = geostream_api::search::Search::new(&url, None, None, Duration::from_secs(30)).unwrap();
+    for index in [&late, &never] {
+        let r = http
+            // Without waiting for the shard, which is held unassigned here.
+            .put(format!("{url}/{index}?wait_for_active_shards=0"))
+            .json(&json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0,
+                                       "index.routing.allocation.require._name": "no-such-node"}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{engine}: creating {index}: {}", r.text().await.unwrap());
+    }
+    // An unassigned primary turns the engine's health red, which would stop the next
+    // `testenv.sh up` from calling it healthy: the indices go whatever the checks find.
+    let checks = std::panic::AssertUnwindSafe(unstarted_shard_checks(engine, &url, &http, &late, &never));
+    let outcome = checks.catch_unwind().await;
+    for index in [&late, &never] {
+        let r = http.delete(format!("{url}/{index}")).send().await;
+        assert!(r.is_ok_and(|r| r.status().is_success()), "{engine}: deleting {index}");
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn unstarted_shard_checks(engine: &str, url: &str, http: &reqwest::Client, late: &str, never: &str) {
+    let search = geostream_api::search::Search::new(url, None, None, Duration::from_secs(30)).unwrap();
     let body = json!({"query": {"match_all": {}}});
 
     let direct = http.post(format!("{url}/{late}*/_search")).json(&body).send().await.unwrap();
     assert_eq!(direct.status().as_u16(), 503, "{engine}: an unassigned shard makes the search fail");
 
     let release = {
-        let (http, url, late) = (http.clone(), url.clone(), late.clone());
+        let (http, url, late) = (http.clone(), url.to_owned(), late.to_owned());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let r = http
@@ -610,10 +619,6 @@ async fn unstarted_shard_on(engine: &'static str, var: &'static str) {
 
     let err = search.search(&format!("{never}*"), &body).await.expect_err("a shard that never starts fails");
     assert!(err.to_string().contains("HTTP 503"), "{engine}: {err}");
-
-    for index in [late, never] {
-        let _ = http.delete(format!("{url}/{index}")).send().await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
