@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use geostream_benches::{Engine, percentile_ms, repo_root, runtime, service, unique_tenant};
 use geostream_codecs::{CodecOptions, Context, Outcome, decode_all};
 use geostream_model::time::OffsetDateTime;
-use geostream_model::{FeedSpec, TenantId};
+use geostream_model::{FeedSpec, Observation, TenantId};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -142,6 +142,22 @@ impl Generator {
     fn new(tracks: Vec<Track>, sensors: usize) -> Generator {
         assert!(!tracks.is_empty() && sensors > 0);
         Generator { tracks, steps: vec![0; sensors], next: 0 }
+    }
+
+    /// The next `n` sensors' reports as a JSON array, the `i`-th stamped `ms(i)`; `each(i, record)`
+    /// sees each record's own JSON.
+    fn array(&mut self, n: usize, ms: impl Fn(usize) -> i64, mut each: impl FnMut(usize, &str)) -> String {
+        let mut body = String::from("[");
+        for i in 0..n {
+            if i > 0 {
+                body.push(',');
+            }
+            let start = body.len();
+            self.record(ms(i), &mut body);
+            each(i, &body[start..]);
+        }
+        body.push(']');
+        body
     }
 
     /// Appends the next sensor's report, stamped `ms`, as a JSON object.
@@ -383,16 +399,25 @@ impl Bench {
         }
     }
 
+    /// What ingest makes of `json` (a record or an array of them) with the feed's codec; every
+    /// record must decode.
+    fn decode(&self, json: &str) -> Vec<Observation> {
+        let spec = &self.codec_spec;
+        let mut codec =
+            geostream_codecs::build(spec.format, &spec.mapping, &CodecOptions::default()).expect("the feed's codec");
+        let ctx = Context::new(spec.id.clone(), OffsetDateTime::now_utc());
+        decode_all(codec.as_mut(), json.as_bytes(), &ctx)
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Observation(o) => *o,
+                _ => panic!("the generator's records do not all decode: {json}"),
+            })
+            .collect()
+    }
+
     /// The id ingest gives the record `json`.
     fn id_of(&self, json: &str) -> String {
-        let mut codec =
-            geostream_codecs::build(self.codec_spec.format, &self.codec_spec.mapping, &CodecOptions::default())
-                .expect("the feed's codec");
-        let ctx = Context::new(self.codec_spec.id.clone(), OffsetDateTime::now_utc());
-        match decode_all(codec.as_mut(), json.as_bytes(), &ctx).into_iter().next() {
-            Some(Outcome::Observation(o)) => o.id.to_string(),
-            _ => panic!("the generator's record does not decode: {json}"),
-        }
+        self.decode(json).first().map(|o| o.id.to_string()).expect("one observation")
     }
 
     /// Documents in the observation indices that search sees (no refresh forced).
@@ -547,18 +572,8 @@ async fn ceiling(bench: &Arc<Bench>, stages: &mut [StageProc], records: usize) -
                     if take == 0 {
                         return;
                     }
-                    let mut body = String::from("[");
-                    {
-                        let mut g = bench.generator.lock().expect("generator");
-                        let ms = unix_ms(SystemTime::now());
-                        for i in 0..take {
-                            if i > 0 {
-                                body.push(',');
-                            }
-                            g.record(ms, &mut body);
-                        }
-                    }
-                    body.push(']');
+                    let ms = unix_ms(SystemTime::now());
+                    let body = bench.generator.lock().expect("generator").array(take, |_| ms, |_, _| {});
                     Bench::push(&bench.http, &bench.push_url, body, take, &bench.accepted).await;
                 }
             })
@@ -611,25 +626,18 @@ async fn paced(bench: &Arc<Bench>, stages: &mut [StageProc], phase: usize, rate:
         let due = ((started.elapsed().as_secs_f64() * rate) as u64).min(total);
         while sent < due {
             let n = (due - sent).min(2000);
-            let mut body = String::from("[");
+            let at = |seq: u64| start_wall + Duration::from_secs_f64(seq as f64 / rate);
             let mut probes = Vec::new();
-            {
-                let mut g = bench.generator.lock().expect("generator");
-                for k in 0..n {
-                    let seq = sent + k;
-                    let at = start_wall + Duration::from_secs_f64(seq as f64 / rate);
-                    let before = body.len();
-                    if k > 0 {
-                        body.push(',');
-                    }
-                    g.record(unix_ms(at), &mut body);
+            let body = bench.generator.lock().expect("generator").array(
+                n as usize,
+                |k| unix_ms(at(sent + k as u64)),
+                |k, record| {
+                    let seq = sent + k as u64;
                     if seq.is_multiple_of(probe_every) {
-                        let start = before + usize::from(k > 0);
-                        probes.push((body[start..].to_owned(), at));
+                        probes.push((record.to_owned(), at(seq)));
                     }
-                }
-            }
-            body.push(']');
+                },
+            );
             {
                 let ids: Vec<(String, SystemTime)> = probes.iter().map(|(j, at)| (bench.id_of(j), *at)).collect();
                 let mut p = bench.probes.lock().expect("probes");
@@ -690,28 +698,14 @@ async fn paced(bench: &Arc<Bench>, stages: &mut [StageProc], phase: usize, rate:
 async fn raw_bulk(bench: &Bench, records: usize) -> f64 {
     let tenant = unique_tenant("bench-e2e-bulk");
     bench.engine.install_templates(&tenant).await;
-    let mut codec =
-        geostream_codecs::build(bench.codec_spec.format, &bench.codec_spec.mapping, &CodecOptions::default())
-            .expect("the feed's codec");
-    let ctx = Context::new(bench.codec_spec.id.clone(), OffsetDateTime::now_utc());
     let mut values = Vec::with_capacity(records);
     {
         // A generator of its own, so the pipeline's sensors are not moved on by it.
         let mut g = Generator::new(tracks(), bench.generator.lock().expect("generator").steps.len());
         let ms = unix_ms(SystemTime::now());
         for chunk in 0..records.div_ceil(BURST_BATCH) {
-            let mut body = String::from("[");
-            for i in 0..BURST_BATCH.min(records - chunk * BURST_BATCH) {
-                if i > 0 {
-                    body.push(',');
-                }
-                g.record(ms + chunk as i64, &mut body);
-            }
-            body.push(']');
-            for o in decode_all(codec.as_mut(), body.as_bytes(), &ctx) {
-                let Outcome::Observation(o) = o else { panic!("the generator's record does not decode") };
-                values.push(serde_json::to_vec(&*o).expect("an observation encodes"));
-            }
+            let body = g.array(BURST_BATCH.min(records - chunk * BURST_BATCH), |_| ms + chunk as i64, |_, _| {});
+            values.extend(bench.decode(&body).iter().map(|o| serde_json::to_vec(o).expect("an observation encodes")));
         }
     }
     let bodies = Engine::bulk_bodies(&tenant, &values, BURST_BATCH);
@@ -720,18 +714,8 @@ async fn raw_bulk(bench: &Bench, records: usize) -> f64 {
         bench.engine.bulk(body).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let index = format!("geostream-{tenant}-observations-*");
-    bench.engine.refresh(&index).await;
-    let count: Value = bench
-        .http
-        .get(format!("{}/{index}/_count", bench.engine.url))
-        .send()
-        .await
-        .expect("count")
-        .json()
-        .await
-        .expect("count answer");
-    assert_eq!(count["count"].as_u64(), Some(records as u64), "raw bulk: observations stored");
+    let stored = bench.engine.count(&format!("geostream-{tenant}-observations-*")).await;
+    assert_eq!(stored, records as u64, "raw bulk: observations stored");
     bench.engine.cleanup(&tenant).await;
     records as f64 / elapsed
 }
@@ -842,17 +826,8 @@ fn main() {
 
         // Warm-up: the sink and the processor have joined their groups, indices exist.
         let started = Instant::now();
-        let mut body = String::from("[");
-        {
-            let mut g = bench.generator.lock().expect("generator");
-            for i in 0..BURST_BATCH {
-                if i > 0 {
-                    body.push(',');
-                }
-                g.record(unix_ms(SystemTime::now()), &mut body);
-            }
-        }
-        body.push(']');
+        let body =
+            bench.generator.lock().expect("generator").array(BURST_BATCH, |_| unix_ms(SystemTime::now()), |_, _| {});
         Bench::push(&bench.http, &bench.push_url, body, BURST_BATCH, &bench.accepted).await;
         bench.drained(BURST_BATCH as u64, BURST_BATCH as u64, &mut stages, started).await;
         eprintln!("e2e_load: warm-up of {BURST_BATCH} records through in {:.1} s", started.elapsed().as_secs_f64());

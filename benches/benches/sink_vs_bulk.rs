@@ -38,7 +38,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use serde_json::Value;
 
 /// The sink's default `sink.batch_max_records` (services/geostream/src/config.rs); the loader uses
 /// the same number of records per request.
@@ -136,19 +135,7 @@ impl Setup {
     }
 
     async fn count(&self, tenant: &TenantId) -> u64 {
-        let index = format!("geostream-{tenant}-observations-*");
-        self.engine.refresh(&index).await;
-        let r: Value = self
-            .engine
-            .http
-            .get(format!("{}/{index}/_count", self.engine.url))
-            .send()
-            .await
-            .expect("count sent")
-            .json()
-            .await
-            .expect("count answer");
-        r["count"].as_u64().unwrap_or_else(|| panic!("{index}/_count: {r}"))
+        self.engine.count(&format!("geostream-{tenant}-observations-*")).await
     }
 
     /// One run of the sink; returns the time from the transaction's commit to the last write.

@@ -168,6 +168,21 @@ impl Engine {
         }
     }
 
+    /// Documents in `index` (a name or pattern) after making everything written visible.
+    pub async fn count(&self, index: &str) -> u64 {
+        self.refresh(index).await;
+        let r: serde_json::Value = self
+            .http
+            .get(format!("{}/{index}/_count", self.url))
+            .send()
+            .await
+            .expect("count sent")
+            .json()
+            .await
+            .expect("count answer");
+        r["count"].as_u64().unwrap_or_else(|| panic!("{index}/_count: {r}"))
+    }
+
     /// Removes a tenant's indices and templates (names are unique per run, so this only saves disk).
     pub async fn cleanup(&self, tenant: &TenantId) {
         let _ = self.http.delete(format!("{}/geostream-{tenant}-*", self.url)).send().await;
