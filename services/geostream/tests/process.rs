@@ -20,7 +20,7 @@ use geostream_model::time::OffsetDateTime;
 use geostream_model::{
     Aggregate, DeadLetter, Event, FeedId, FenceSpec, Format, Mapping, Naming, Observation, Stage, TenantId, TopicKind,
 };
-use geostream_processor::task::{Accepted, PartitionTask};
+use geostream_processor::task::{Accepted, CommitMark, PartitionTask};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -371,7 +371,9 @@ impl Progress {
             .elements()
             .iter()
             .map(|e| match e.offset() {
-                Offset::Offset(n) => n,
+                // The committed offset is where reading resumes (the oldest record still waiting
+                // for the watermark); how far the processor has read is in the metadata.
+                Offset::Offset(n) => CommitMark::parse(n, e.metadata()).next,
                 _ => 0,
             })
             .sum();
@@ -518,6 +520,8 @@ fn kill_9_mid_stream_commits_every_result_exactly_once() {
     //    killed instance's open transaction timed out.
     let p = Proc::start(&cfg, &vol_b, "p1");
     progress.wait_for("the end of the input", |d, e| d == e && e == total);
+    let replayed = p.gauge("geostream_process_replayed_total").unwrap_or(0.0);
+    assert!(replayed > 0.0, "the restored partitions read their reorder buffers again from the input");
     p.terminate();
 
     let want = expected(&bootstrap, &tenant, &zones);
@@ -679,7 +683,11 @@ fn the_processor_runs_on_sasl_scram_over_tls_with_only_its_tenants_acls() {
     let mut done = 0;
     for _ in 0..3000 {
         let committed = progress.committed_offsets(tpl.clone(), Duration::from_secs(30)).unwrap();
-        done = committed.elements().iter().map(|e| if let Offset::Offset(n) = e.offset() { n } else { 0 }).sum();
+        done = committed
+            .elements()
+            .iter()
+            .map(|e| if let Offset::Offset(n) = e.offset() { CommitMark::parse(n, e.metadata()).next } else { 0 })
+            .sum();
         if done == end {
             break;
         }

@@ -4,10 +4,11 @@
 //!
 //! The volume copy is a cache: the authoritative copy is the record on `<tenant>.process-state`
 //! written in the same transaction as the outputs. On assignment the processor uses the file only
-//! if it reflects exactly the group's committed offset, which is what makes a restart after
-//! `kill -9` cheap without ever risking state that is ahead of or behind the offsets.
+//! if it matches the group's committed offset and its metadata exactly (see
+//! [`crate::task::CommitMark`]), which is what makes a restart after `kill -9` cheap without ever
+//! risking state that is ahead of or behind the offsets.
 //!
-//! Layout: `GSPC1\n`, the CRC-32 of the body (4 bytes, little endian), the body's length (8 bytes,
+//! Layout: `GSPC2\n`, the CRC-32 of the body (4 bytes, little endian), the body's length (8 bytes,
 //! little endian), then the body: the encoded [`TaskState`] (see [`encode`]).
 
 use std::fs::{self, File};
@@ -16,7 +17,10 @@ use std::path::{Path, PathBuf};
 
 use crate::task::TaskState;
 
-const MAGIC: &[u8; 6] = b"GSPC1\n";
+const MAGIC: &[u8; 6] = b"GSPC2\n";
+/// The format before the reorder buffer left the checkpoint; not read (its buffer cannot be
+/// placed in the input again).
+const MAGIC_V1: &[u8; 6] = b"GSPC1\n";
 const HEADER: usize = MAGIC.len() + 4 + 8;
 
 /// A checkpoint that cannot be read or written.
@@ -68,6 +72,11 @@ pub fn encode(state: &TaskState) -> Vec<u8> {
 /// Decodes what [`encode`] wrote; `what` names the source in errors.
 pub fn decode(bytes: &[u8], what: &str) -> Result<TaskState, CheckpointError> {
     let corrupt = |problem: String| CheckpointError::Corrupt { what: what.to_owned(), problem };
+    if bytes.len() >= HEADER && &bytes[..MAGIC_V1.len()] == MAGIC_V1 {
+        return Err(corrupt(
+            "written by an earlier geostream (format 1, with the reorder buffer inside); not read".into(),
+        ));
+    }
     if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
         return Err(corrupt("not a geostream partition checkpoint (bad header)".into()));
     }
@@ -161,9 +170,9 @@ mod tests {
         TaskState {
             partition,
             next_offset,
+            resume_offset: next_offset - 3,
             max_event_ns: Some(1_700_000_000_000_000_123),
             watermark_ns: None,
-            buffer: Vec::new(),
             engine: Engine::new(&[]).unwrap().state(),
         }
     }
@@ -193,5 +202,8 @@ mod tests {
         let c = CheckpointDir::open(dir.path()).unwrap();
         std::fs::write(c.path(2), encode(&state(3, 1))).unwrap();
         assert!(c.load(2).unwrap_err().to_string().contains("holds partition 3"));
+        let mut v1 = good.clone();
+        v1[4] = b'1';
+        assert!(decode(&v1, "x").unwrap_err().to_string().contains("earlier geostream"));
     }
 }

@@ -25,6 +25,8 @@ pub struct PartitionLabel {
 pub struct ProcessMetrics {
     /// Input records consumed (committed or not).
     pub records: Counter,
+    /// Input records read again after a restore to rebuild the reorder buffer (no output).
+    pub replayed: Counter,
     /// Records produced, by output: events, aggregates, enriched, deadletter.
     pub produced: Family<NameLabel, Counter>,
     /// Records sent to the dead-letter topic, by reason (`late`, `malformed`, `rejected`).
@@ -51,6 +53,11 @@ impl ProcessMetrics {
     /// Registers every metric (names get the registry's `geostream_` prefix).
     pub fn register(&self, r: &mut Registry) {
         r.register("process_records", "Input records consumed", self.records.clone());
+        r.register(
+            "process_replayed",
+            "Input records read again after a restore to rebuild the reorder buffer",
+            self.replayed.clone(),
+        );
         r.register("process_produced", "Records produced, by output", self.produced.clone());
         r.register(
             "process_dead_letters",

@@ -9,11 +9,15 @@
 //!   dead letters (`late`, `malformed`, failed analytics);
 //! - the state of every partition the batch touched, on the compacted `<tenant>.process-state`
 //!   (key and partition = the input partition);
-//! - the input offsets, sent with the group's metadata so a fenced generation cannot commit.
+//! - the input offsets, sent with the group's metadata so a fenced generation cannot commit. Each
+//!   is the partition's resume offset (its oldest record still waiting for the watermark), with
+//!   how far it has read in the offset's metadata ([`CommitMark`]): the reorder buffer is not in
+//!   the state but read again from the input on restore.
 //!
 //! After the commit the same states go to the volume. A partition that arrives (start, restart,
-//! rebalance) gets the state that matches the group's committed offset: the volume copy if it is
-//! that one, else the changelog record (always that one, since both were committed together).
+//! rebalance) gets the state that matches the group's committed offset and metadata: the volume
+//! copy if it is that one, else the changelog record (always that one, since both were committed
+//! together).
 //! Any failure inside a transaction aborts it and restarts the session from the committed
 //! offsets; a rebalance drops the uncommitted batch the same way. So every input record's effects
 //! are committed exactly once, whatever is killed when.
@@ -45,7 +49,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use crate::checkpoint::{CheckpointDir, CheckpointError, decode, encode};
 use crate::metrics::{PartitionLabel, ProcessMetrics};
 use crate::registry::{Change, Registry};
-use crate::task::{Accepted, PartitionTask, TaskState};
+use crate::task::{Accepted, CommitMark, PartitionTask, TaskState};
 
 /// Largest state record (bytes) on `<tenant>.process-state`; also the topic's `max.message.bytes`.
 pub const MAX_STATE_BYTES: usize = 64 * 1024 * 1024;
@@ -549,13 +553,14 @@ impl Session<'_> {
         tpl.add_partition(&self.topics.observations, partition);
         let committed =
             self.consumer.committed_offsets(tpl, Duration::from_secs(30)).map_err(client("committed offsets"))?;
-        let committed = match committed.elements().first().map(|e| e.offset()) {
-            Some(Offset::Offset(n)) => Some(n),
+        let committed = committed.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(n) => Some(CommitMark::parse(n, e.metadata())),
             _ => None,
-        };
+        });
         let restore = |state: TaskState, from: &str| {
             ProcessMetrics::count(&w.metrics.restored, from, 1);
-            tracing::info!(partition, offset = state.next_offset, from, "partition state restored");
+            let replay = state.next_offset - state.resume_offset;
+            tracing::info!(partition, offset = state.next_offset, replay, from, "partition state restored");
             PartitionTask::restore(state, lateness, w.engine_config(analytics))
                 .map_err(|e| SessionError::State { partition, problem: e.to_string() })
         };
@@ -570,25 +575,34 @@ impl Session<'_> {
             return empty(-1);
         };
         match w.checkpoints.load(partition) {
-            Ok(Some(state)) if state.next_offset == committed => return restore(state, "volume"),
+            Ok(Some(state)) if CommitMark::of(&state) == committed => return restore(state, "volume"),
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "damaged checkpoint ignored; reading the changelog");
                 w.checkpoints.remove(partition);
             }
         }
-        match reader.latest(partition)? {
-            Some(state) if state.next_offset == committed => restore(state, "changelog"),
+        match reader.latest(partition) {
+            Ok(Some(state)) if CommitMark::of(&state) == committed => restore(state, "changelog"),
             found => {
+                let found = match found {
+                    Ok(found) => found.map(|s| CommitMark::of(&s)),
+                    // An unreadable record (e.g. an earlier version's format) is a mismatch too.
+                    Err(SessionError::State { problem, .. }) => {
+                        tracing::warn!(partition, problem = %problem, "changelog state not usable");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
                 w.metrics.state_mismatch.inc();
                 tracing::error!(
                     partition,
-                    committed,
-                    state_offset = found.map(|s| s.next_offset),
+                    committed = ?committed,
+                    state = ?found,
                     "no state matches the committed offset (state topic deleted or truncated?); starting this \
                      partition's analytics empty"
                 );
-                empty(committed)
+                empty(committed.resume)
             }
         }
     }
@@ -597,32 +611,37 @@ impl Session<'_> {
         let w = self.worker;
         // Only dead letters need it; built then, not for every record.
         let source = || format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
-        if m.offset() < task.next_offset() {
-            // Already reflected by the state (a state ahead of the consumer's position cannot
-            // happen with committed offsets, but costs nothing to guard).
-            return;
-        }
         let raw = m.payload().unwrap_or_default();
         match serde_json::from_slice::<Observation>(raw) {
             Ok(obs) => {
                 let feed = obs.feed.to_string();
                 let time = obs.time;
-                if let Accepted::Late { watermark } = task.accept(m.offset(), obs) {
-                    let detail = format!(
-                        "event time {} is before the watermark {} of partition {} (allowed lateness {} s)",
-                        rfc3339(time),
-                        rfc3339(watermark),
-                        m.partition(),
-                        w.settings.lateness.as_secs()
-                    );
-                    let dl = DeadLetter::new(raw, Stage::Process, ReasonCode::Late, detail, OffsetDateTime::now_utc())
-                        .with_feed(feed)
-                        .with_source(source());
-                    self.dead_letter(dl, "late", pending);
+                match task.accept(m.offset(), obs) {
+                    Accepted::Late { watermark } => {
+                        let detail = format!(
+                            "event time {} is before the watermark {} of partition {} (allowed lateness {} s)",
+                            rfc3339(time),
+                            rfc3339(watermark),
+                            m.partition(),
+                            w.settings.lateness.as_secs()
+                        );
+                        let dl =
+                            DeadLetter::new(raw, Stage::Process, ReasonCode::Late, detail, OffsetDateTime::now_utc())
+                                .with_feed(feed)
+                                .with_source(source());
+                        self.dead_letter(dl, "late", pending);
+                    }
+                    Accepted::Replayed => {
+                        w.metrics.replayed.inc();
+                    }
+                    Accepted::Buffered | Accepted::Duplicate => {}
                 }
             }
+            // A replayed malformed record was dead-lettered before the checkpoint.
+            Err(_) if !task.skip(m.offset()) => {
+                w.metrics.replayed.inc();
+            }
             Err(e) => {
-                task.skip(m.offset());
                 let dl = DeadLetter::new(
                     raw,
                     Stage::Process,
@@ -707,10 +726,11 @@ impl Session<'_> {
                 value: encode(&task.state()),
                 kind: "state",
             });
-            if task.next_offset() >= 0 {
-                offsets
-                    .add_partition_offset(&self.topics.observations, *p, Offset::Offset(task.next_offset()))
-                    .map_err(client("offsets"))?;
+            let mark = task.commit_mark();
+            if mark.resume >= 0 {
+                let mut e = offsets.add_partition(&self.topics.observations, *p);
+                e.set_offset(Offset::Offset(mark.resume)).map_err(client("offsets"))?;
+                e.set_metadata(mark.metadata());
             }
         }
         let result = self.transaction(&pending, &offsets);

@@ -15,12 +15,23 @@
 //!
 //! # State
 //!
-//! [`TaskState`] is the whole task as plain data, tied to the input offset it reflects
-//! (`next_offset`: every record before it is in the state, none after). The processor writes it in
-//! the same Kafka transaction as the outputs and the input offsets, so a restored task continues
-//! exactly where the committed offsets say.
+//! [`TaskState`] is the task as plain data, tied to two input offsets: `next_offset` (every record
+//! before it was read) and `resume_offset` (the oldest record still in the reorder buffer, or
+//! `next_offset` when it is empty). The buffer itself is not in the state: it is the input between
+//! the two offsets, read again on restore. The processor commits `resume_offset` as the group's
+//! offset (with `next_offset` in the commit's metadata, see [`CommitMark`]) in the same Kafka
+//! transaction as the outputs and the state, so a restored task reads from `resume_offset` on and
+//! [`PartitionTask::accept`] sorts the records it already saw from the new ones.
+//!
+//! Why re-reading is exact: a record read before the checkpoint with event time at or after the
+//! checkpoint's watermark `W` was in the buffer then. It cannot have been late (it was at or after
+//! the watermark of its arrival, which is at most `W`), nor released (release takes only times
+//! before the new watermark, at most `W`). A record before `W` was released or dead-lettered as
+//! late then; either way it is done. So on replay the first kind goes back into the buffer and the
+//! second is skipped without a second dead letter, and the buffer is what it was. Checkpoints stay
+//! the size of the analytics' state, not of `lateness` worth of input.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use geostream_analytics::FenceIndex;
@@ -35,16 +46,51 @@ use serde::{Deserialize, Serialize};
 pub struct TaskState {
     /// The input partition.
     pub partition: i32,
-    /// The input offset this state reflects: records before it are in, none after.
+    /// Every input record before this offset was read (-1: none yet).
     pub next_offset: i64,
+    /// Where reading starts again on restore: the offset of the oldest record still waiting for
+    /// the watermark, or `next_offset` when none waits. The group's committed offset.
+    pub resume_offset: i64,
     /// Largest event time delivered (ns since the epoch).
     pub max_event_ns: Option<i128>,
     /// The watermark (ns since the epoch).
     pub watermark_ns: Option<i128>,
-    /// Observations waiting for the watermark, in release order.
-    pub buffer: Vec<Observation>,
     /// The analytics' state.
     pub engine: EngineState,
+}
+
+/// What the processor commits as a partition's group offset: the offset to read from again
+/// (`resume`, Kafka's committed offset) and, in the commit's metadata, how far the state has read
+/// (`next`). A state matches a commit when both are equal; the resume offset alone repeats while
+/// the oldest buffered record stays, so it could match an older state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitMark {
+    /// The committed offset: reading starts here again.
+    pub resume: i64,
+    /// Every record before it is reflected by the state.
+    pub next: i64,
+}
+
+const MARK_PREFIX: &str = "geostream-process next=";
+
+impl CommitMark {
+    /// The commit mark of a state.
+    pub fn of(state: &TaskState) -> Self {
+        Self { resume: state.resume_offset, next: state.next_offset }
+    }
+
+    /// The offset commit's metadata.
+    pub fn metadata(&self) -> String {
+        format!("{MARK_PREFIX}{}", self.next)
+    }
+
+    /// Reads a committed offset and its metadata back. A commit without geostream's metadata (an
+    /// offset set by hand, e.g. `kafka-consumer-groups.sh --reset-offsets`) has read exactly up to
+    /// its offset.
+    pub fn parse(offset: i64, metadata: &str) -> Self {
+        let next = metadata.strip_prefix(MARK_PREFIX).and_then(|n| n.parse::<i64>().ok()).filter(|n| *n >= offset);
+        Self { resume: offset, next: next.unwrap_or(offset) }
+    }
 }
 
 /// What [`PartitionTask::accept`] did with a record.
@@ -59,6 +105,9 @@ pub enum Accepted {
         /// The watermark it missed.
         watermark: OffsetDateTime,
     },
+    /// Read before the state's checkpoint: back in the buffer if it was waiting then, else
+    /// skipped (it was released or dead-lettered then). The caller emits nothing for it.
+    Replayed,
 }
 
 /// One input partition's analytics.
@@ -68,7 +117,14 @@ pub struct PartitionTask {
     next_offset: i64,
     max_event_ns: Option<i128>,
     watermark_ns: Option<i128>,
-    buffer: BTreeMap<(i128, String), Observation>,
+    /// Waiting for the watermark, in release order, each with its input offset.
+    buffer: BTreeMap<(i128, String), (i64, Observation)>,
+    /// The input offsets of the buffer's records; the first is the resume offset.
+    buffered_offsets: BTreeSet<i64>,
+    /// After a restore, until the first record past the restored `next_offset`: the restored
+    /// resume offset. The buffer is incomplete until the replay ends, so the resume offset may not
+    /// move past it (a commit during the replay would otherwise skip records still to re-read).
+    replay_floor: Option<i64>,
     engine: Engine,
     /// `engine.forgotten()` at the last [`PartitionTask::take_forgotten`].
     forgotten_reported: u64,
@@ -97,13 +153,16 @@ impl PartitionTask {
             max_event_ns: None,
             watermark_ns: None,
             buffer: BTreeMap::new(),
+            buffered_offsets: BTreeSet::new(),
+            replay_floor: None,
             engine: Engine::build(config, None)?,
             forgotten_reported: 0,
         })
     }
 
     /// A task from a checkpoint, running the analytics of `config` (whose state is kept where the
-    /// analytic did not change; see [`Engine::build`]).
+    /// analytic did not change; see [`Engine::build`]). The caller reads the input again from
+    /// `state.resume_offset`.
     pub fn restore(state: TaskState, lateness_ns: i128, config: EngineConfig<'_>) -> Result<Self, SpecError> {
         Ok(Self {
             partition: state.partition,
@@ -111,7 +170,9 @@ impl PartitionTask {
             next_offset: state.next_offset,
             max_event_ns: state.max_event_ns,
             watermark_ns: state.watermark_ns,
-            buffer: state.buffer.into_iter().map(|o| (key(&o), o)).collect(),
+            buffer: BTreeMap::new(),
+            buffered_offsets: BTreeSet::new(),
+            replay_floor: (state.resume_offset < state.next_offset).then_some(state.resume_offset),
             engine: Engine::build(config, Some(state.engine))?,
             forgotten_reported: 0,
         })
@@ -122,11 +183,23 @@ impl PartitionTask {
         TaskState {
             partition: self.partition,
             next_offset: self.next_offset,
+            resume_offset: self.resume_offset(),
             max_event_ns: self.max_event_ns,
             watermark_ns: self.watermark_ns,
-            buffer: self.buffer.values().cloned().collect(),
             engine: self.engine.state(),
         }
+    }
+
+    /// Where reading must start again to rebuild the buffer: the oldest buffered record's offset,
+    /// else `next_offset`.
+    pub fn resume_offset(&self) -> i64 {
+        let oldest = self.buffered_offsets.first().copied().unwrap_or(self.next_offset);
+        self.replay_floor.map_or(oldest, |floor| oldest.min(floor))
+    }
+
+    /// What to commit for this partition.
+    pub fn commit_mark(&self) -> CommitMark {
+        CommitMark { resume: self.resume_offset(), next: self.next_offset }
     }
 
     /// The input partition.
@@ -150,9 +223,21 @@ impl PartitionTask {
     }
 
     /// Takes the record at `offset`. Nothing reaches the engine before [`PartitionTask::release`].
+    /// Records before `next_offset` are replays after a restore (see the module docs).
     pub fn accept(&mut self, offset: i64, obs: Observation) -> Accepted {
-        self.next_offset = self.next_offset.max(offset + 1);
         let t = obs.time.unix_timestamp_nanos();
+        if offset < self.next_offset {
+            if self.watermark_ns.is_none_or(|w| t >= w) {
+                let k = key(&obs);
+                if !self.buffer.contains_key(&k) {
+                    self.buffered_offsets.insert(offset);
+                    self.buffer.insert(k, (offset, obs));
+                }
+            }
+            return Accepted::Replayed;
+        }
+        self.next_offset = offset + 1;
+        self.replay_floor = None;
         if let Some(w) = self.watermark_ns
             && t < w
         {
@@ -163,19 +248,31 @@ impl PartitionTask {
         if self.buffer.contains_key(&k) {
             return Accepted::Duplicate;
         }
-        self.buffer.insert(k, obs);
+        self.buffered_offsets.insert(offset);
+        self.buffer.insert(k, (offset, obs));
         Accepted::Buffered
     }
 
     /// Moves past a record at `offset` that is not an observation (dead-lettered by the caller).
-    pub fn skip(&mut self, offset: i64) {
-        self.next_offset = self.next_offset.max(offset + 1);
+    /// Returns false for a replay: it was dead-lettered before the checkpoint already.
+    pub fn skip(&mut self, offset: i64) -> bool {
+        if offset < self.next_offset {
+            return false;
+        }
+        self.next_offset = offset + 1;
+        self.replay_floor = None;
+        true
     }
 
     /// Advances the watermark to what the records so far allow and runs the engine over every
     /// observation it passed, in (time, id) order.
     pub fn release(&mut self) -> Vec<Output> {
         let mut out = Vec::new();
+        // During a replay the buffer is incomplete; a lateness lowered since the checkpoint would
+        // otherwise release past records not read again yet.
+        if self.replay_floor.is_some() {
+            return out;
+        }
         let Some(max) = self.max_event_ns else { return out };
         let candidate = max - self.lateness_ns;
         if self.watermark_ns.is_some_and(|w| w >= candidate) {
@@ -185,7 +282,8 @@ impl PartitionTask {
         // Records at the watermark itself may still arrive on time, so only strictly older ones go.
         let waiting = self.buffer.split_off(&(candidate, String::new()));
         let ready = std::mem::replace(&mut self.buffer, waiting);
-        for obs in ready.into_values() {
+        for (offset, obs) in ready.into_values() {
+            self.buffered_offsets.remove(&offset);
             // Windows and gaps that end before this observation close first, exactly as they
             // would in `geostream analyze` over the sorted file.
             out.extend(self.engine.advance(obs.time));
@@ -342,29 +440,137 @@ mod tests {
         assert_eq!(task.accept(3, obs(1, 95, 10.0)), Accepted::Duplicate);
     }
 
+    /// Runs `records` (offset = index) the way the processor does, with a crash and restore after
+    /// each step number in `cuts` (steps count replays too, so a cut can fall inside a replay):
+    /// the state goes through its byte format, and reading starts again at its resume offset.
+    /// Returns the outputs, the offsets reported late, and the largest number of records re-read
+    /// by one restore.
+    fn drive(
+        records: &[Observation],
+        lateness_s: i128,
+        every: usize,
+        cuts: &[usize],
+        restored_lateness_s: i128,
+    ) -> (Vec<String>, Vec<i64>, usize) {
+        let specs = specs();
+        let mut task = PartitionTask::new(0, lateness_s * S, -1, config(&specs)).unwrap();
+        let (mut out, mut late, mut replayed, mut most) = (Vec::new(), Vec::new(), 0, 0);
+        let mut pos = 0usize;
+        let mut step = 0usize;
+        while pos < records.len() {
+            match task.accept(pos as i64, records[pos].clone()) {
+                Accepted::Late { .. } => late.push(pos as i64),
+                Accepted::Replayed => replayed += 1,
+                Accepted::Buffered | Accepted::Duplicate => {}
+            }
+            pos += 1;
+            if pos.is_multiple_of(every) {
+                out.extend(task.release());
+            }
+            step += 1;
+            if cuts.contains(&step) {
+                let state = crate::checkpoint::decode(&crate::checkpoint::encode(&task.state()), "test").unwrap();
+                assert_eq!(state.resume_offset, task.commit_mark().resume);
+                assert!(state.resume_offset <= state.next_offset.max(0));
+                most = most.max(replayed);
+                replayed = 0;
+                pos = usize::try_from(state.resume_offset.max(0)).unwrap();
+                task = PartitionTask::restore(state, restored_lateness_s * S, config(&specs)).unwrap();
+            }
+        }
+        out.extend(task.release());
+        (outputs_json(&out), late, most.max(replayed))
+    }
+
+    /// Copies of every 11th record 20 minutes older (late by any lateness here), and of every
+    /// 13th unchanged (duplicates), mixed into the stream a little after their originals.
+    fn with_stragglers_and_duplicates(records: &[Observation]) -> Vec<Observation> {
+        let mut out = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            out.push(r.clone());
+            if i % 11 == 5 {
+                let mut old = r.clone();
+                old.time -= geostream_model::time::Duration::minutes(20);
+                old.refresh_id();
+                out.push(old);
+            }
+            if i % 13 == 7 {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+
     #[test]
     fn a_restored_task_continues_exactly_like_one_that_never_stopped() {
-        let input = stream(120);
-        let (whole, _) = run(&input, 90);
-        let specs = specs();
-        for cut in [1, 50, 200, input.len() - 1] {
-            let mut task = PartitionTask::new(0, 90 * S, 0, config(&specs)).unwrap();
-            let mut out = Vec::new();
-            for (i, r) in input.iter().enumerate() {
-                if i == cut {
-                    let bytes = serde_json::to_vec(&task.state()).unwrap();
-                    let state: TaskState = serde_json::from_slice(&bytes).unwrap();
-                    assert_eq!(state.next_offset, cut as i64);
-                    task = PartitionTask::restore(state, 90 * S, config(&specs)).unwrap();
-                }
-                task.accept(i as i64, r.clone());
-                if i % 7 == 0 {
-                    out.extend(task.release());
-                }
+        let input = with_stragglers_and_duplicates(&reorder(&stream(120), 7, 60));
+        let (whole, late, _) = drive(&input, 90, 7, &[], 90);
+        assert!(!late.is_empty() && whole.iter().any(|o| o.contains("\"bin\"")));
+        for cuts in [vec![1], vec![50], vec![200], vec![input.len() - 1], vec![100, 103], vec![60, 61, 62, 300]] {
+            let (got, got_late, replayed) = drive(&input, 90, 7, &cuts, 90);
+            assert_eq!(got, whole, "cuts at {cuts:?}");
+            assert_eq!(got_late, late, "each late record reported once, cuts at {cuts:?}");
+            if cuts[0] >= 50 {
+                assert!(replayed > 0, "the buffer was read again, cuts at {cuts:?}");
             }
-            out.extend(task.release());
-            assert_eq!(outputs_json(&out), whole, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_does_not_grow_with_the_buffer() {
+        let specs = specs();
+        let mut task = PartitionTask::new(0, 3600 * S, -1, config(&specs)).unwrap();
+        let input = stream(100);
+        task.accept(0, input[0].clone());
+        task.release();
+        let small = crate::checkpoint::encode(&task.state()).len();
+        for (i, r) in input.iter().enumerate().skip(1) {
+            task.accept(i as i64, r.clone());
+        }
+        assert_eq!(task.buffered(), input.len(), "an hour's lateness holds everything");
+        let state = task.state();
+        assert_eq!((state.resume_offset, state.next_offset), (0, input.len() as i64));
+        assert!(crate::checkpoint::encode(&state).len() < small + 64, "the buffer is not in the checkpoint");
+
+        // Restored, the task commits the same mark until the replay has rebuilt the buffer (a
+        // fence change can make it commit before any record is read again).
+        let mut task = PartitionTask::restore(state.clone(), 3600 * S, config(&specs)).unwrap();
+        assert_eq!(task.commit_mark(), CommitMark::of(&state));
+        assert!(task.release().is_empty());
+        task.accept(0, input[0].clone());
+        assert_eq!(task.commit_mark(), CommitMark::of(&state));
+        assert_eq!(task.buffered(), 1);
+    }
+
+    #[test]
+    fn a_lateness_lowered_across_a_restore_waits_for_the_replay() {
+        let mut input = reorder(&stream(120), 3, 60);
+        // A record a day later closes every window, so bins account for every observation.
+        input.push(obs(9, 90_000, 10.0));
+        let observed = |out: &[String]| {
+            out.iter()
+                .map(|o| serde_json::from_str::<serde_json::Value>(o).unwrap())
+                .filter(|o| o["properties"]["kind"] == "bin")
+                .map(|o| o["properties"]["count"].as_u64().unwrap())
+                .sum::<u64>()
+        };
+        let (whole, late, _) = drive(&input, 90, 5, &[], 90);
+        assert!(late.is_empty());
+        assert_eq!(observed(&whole), input.len() as u64 - 1);
+        // Restored with half the lateness, records may turn late from then on, but none that was
+        // waiting in the buffer is lost while it is read again.
+        let (got, got_late, replayed) = drive(&input, 90, 5, &[150], 45);
+        assert!(replayed > 0);
+        assert_eq!(observed(&got) + got_late.len() as u64, input.len() as u64 - 1, "none lost, late ones reported");
+    }
+
+    #[test]
+    fn commit_marks_read_back_and_hand_set_offsets_mean_read_up_to_there() {
+        let mark = CommitMark { resume: 40, next: 97 };
+        assert_eq!(CommitMark::parse(40, &mark.metadata()), mark);
+        assert_eq!(CommitMark::parse(40, ""), CommitMark { resume: 40, next: 40 });
+        assert_eq!(CommitMark::parse(40, "something else"), CommitMark { resume: 40, next: 40 });
+        assert_eq!(CommitMark::parse(40, "geostream-process next=12"), CommitMark { resume: 40, next: 40 }, "behind");
     }
 
     #[test]
@@ -404,6 +610,19 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn crashes_anywhere_change_nothing(
+            seed in any::<u64>(),
+            every in 1usize..40,
+            cuts in proptest::collection::vec(1usize..900, 0..4),
+        ) {
+            let input = with_stragglers_and_duplicates(&reorder(&stream(80), seed, 80));
+            let (whole, late, _) = drive(&input, 90, every, &[], 90);
+            let (got, got_late, _) = drive(&input, 90, every, &cuts, 90);
+            prop_assert_eq!(got, whole);
+            prop_assert_eq!(got_late, late);
+        }
+
         #[test]
         fn results_do_not_depend_on_arrival_order_within_the_lateness(seed in any::<u64>(), shift in 0i64..90) {
             let input = stream(80);
