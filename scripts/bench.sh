@@ -48,7 +48,7 @@
 # they are left running).
 #
 # Last, the end-to-end load generator (`cargo bench -p geostream-benches --bench e2e_load`, not
-# criterion, about 8 minutes; docs/benchmarks.md): the release `geostream` binary (built here) runs
+# criterion, about 10 minutes; docs/benchmarks.md): the release `geostream` binary (built here) runs
 # `ingest`, `process` and `sink` as processes on the same Kafka and Elasticsearch while simulated
 # sensors push the real OpenSky tracks over HTTP. Lines: `e2e/ceiling` (records/s the whole
 # pipeline sustains) against `e2e/raw_bulk` (a raw `_bulk` loader writing the same kind of
