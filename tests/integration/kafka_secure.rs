@@ -3,15 +3,16 @@
 //! everything its stages do on its own names (create topics, idempotent and transactional produce,
 //! consume in its groups, commit offsets inside a transaction) and nothing on the other tenant's:
 //! the broker answers with authorization errors. Wrong passwords and connections without SASL or
-//! TLS are refused.
+//! TLS are refused. The operator's principal gets a served tenant's registries and nothing else.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use geostream_kafka::acls::tenant_acls;
+use geostream_kafka::acls::{operator_acls, tenant_acls};
 use geostream_kafka::{TopicSpec, client_config, ensure_topics};
-use geostream_model::{Naming, Stage, TenantId, TopicKind};
+use geostream_model::{FenceSpec, Naming, Stage, TenantId, TopicKind};
+use geostream_processor::registry::RegistryTopic;
 use geostream_tests::SecureKafka;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -309,4 +310,58 @@ fn wrong_passwords_and_connections_without_sasl_or_tls_are_refused() {
     // TLS without the test CA: the broker's certificate is not trusted, so nothing is sent.
     let errors = metadata(&changed("ssl.ca.location", None)).expect_err("an untrusted certificate");
     assert!(errors.iter().any(|e| e.contains("certificate verify failed") || e.contains("SSL")), "{errors:?}");
+}
+
+/// The operator's own principal with exactly `geostream kafka acls --operator` for one tenant:
+/// it creates, writes and reads that tenant's registry topics through the same clients the
+/// operator's reconcilers use, and is refused the tenant's data topics and another tenant's
+/// registries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_acls_cover_a_tenants_registries_and_nothing_else() {
+    let Some(kafka) = SecureKafka::from_env("kafka secure operator") else { return };
+    let naming = Naming::default();
+    let served: TenantId = geostream_tests::unique("opserved").parse().expect("tenant id");
+    let other = Tenant::new(&kafka, "opother");
+    other.create_topics().await;
+    let user = geostream_tests::unique("operator");
+    let password = format!("pw-{}", geostream_tests::unique("scram"));
+    kafka.create_user(&user, &password);
+    for binding in operator_acls(&naming, &served, &format!("User:{user}")).expect("principal") {
+        kafka.kafka_acls(&binding.add_args());
+    }
+    let props = kafka.client_properties(&user, &password);
+    let fence = serde_json::json!({"id": "berth", "name": "Berth", "geometry": {"type": "Polygon",
+        "coordinates": [[[10.0, 63.0], [10.1, 63.0], [10.1, 63.1], [10.0, 63.1], [10.0, 63.0]]]}});
+    let fence = serde_json::to_vec(&fence).unwrap();
+
+    let fences = RegistryTopic::new(props.clone(), naming.topic(&served, TopicKind::Fences));
+    fences.ensure().await.expect("the operator creates the served tenant's fences topic");
+    fences.put("berth", Some(&fence)).await.expect("and writes a fence");
+    let (registry, refused) = fences.read::<FenceSpec>().await.expect("and reads the registry back");
+    assert!(refused.is_empty());
+    assert_eq!(registry.specs().map(|f| f.id.to_string()).collect::<Vec<_>>(), ["berth"]);
+    for kind in [TopicKind::Analytics, TopicKind::Feeds] {
+        let topic = RegistryTopic::new(props.clone(), naming.topic(&served, kind));
+        topic.ensure().await.unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        topic.put("gone", None).await.unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+    }
+    let feeds = geostream_ingest::registry::RegistryClient::new(props.clone(), naming.topic(&served, TopicKind::Feeds));
+    let (state, _) = feeds.snapshot().await.expect("the feeds registry reads as the operator reads it");
+    assert_eq!(state.len(), 0, "the tombstone left no feed");
+
+    // Not the served tenant's data, nor another tenant's registry.
+    let data = TopicSpec::new(naming.topic(&served, TopicKind::Observations), 1, false);
+    let refused = ensure_topics(&props, &[data], Some(1)).await.expect_err("the operator creates no data topic");
+    assert!(refused.to_string().contains("uthoriz"), "{refused}");
+    let theirs = RegistryTopic::new(props.clone(), other.topic(TopicKind::Fences));
+    let refused = theirs.put("berth", Some(&fence)).await.expect_err("another tenant's registry is not writable");
+    assert!(refused.to_string().contains("uthoriz"), "{refused}");
+    let reader: BaseConsumer =
+        with(&props, &[("group.id", &format!("{}.reader", other.topic(TopicKind::Events)))]).create().unwrap();
+    let events = other.topic(TopicKind::Events);
+    // Without Describe the broker hides the topic (unknown, not "denied"); its owner sees it.
+    let owner: BaseConsumer = with(&other.props, &[("group.id", &format!("{events}.reader"))]).create().unwrap();
+    owner.fetch_watermarks(&events, 0, Duration::from_secs(10)).expect("the owner reads its own topic");
+    let refused = reader.fetch_watermarks(&events, 0, Duration::from_secs(10));
+    assert!(refused.is_err(), "another tenant's data is hidden from the operator: {refused:?}");
 }

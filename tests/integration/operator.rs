@@ -608,6 +608,7 @@ fn operator_chart_lints_renders_and_validates_offline() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",

@@ -113,6 +113,10 @@ enum KafkaCommand {
         /// The admin client properties file the printed commands pass to kafka-acls.sh.
         #[arg(long, default_value = "admin.properties")]
         command_config: String,
+        /// The operator's ACLs for this tenant instead: its registry topics only (one set per
+        /// tenant the operator serves).
+        #[arg(long)]
+        operator: bool,
     },
 }
 
@@ -276,9 +280,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Kafka(KafkaCommand::Acls { principal, format, command_config }) => {
+        Command::Kafka(KafkaCommand::Acls { principal, format, command_config, operator }) => {
             let v = cfg.validate()?;
-            let acls = geostream_kafka::acls::tenant_acls(&v.naming, &v.tenant, &principal)?;
+            let acls = if operator {
+                geostream_kafka::acls::operator_acls(&v.naming, &v.tenant, &principal)?
+            } else {
+                geostream_kafka::acls::tenant_acls(&v.naming, &v.tenant, &principal)?
+            };
             match format {
                 AclFormat::Json => println!("{}", acls_json(&acls)),
                 AclFormat::Commands => print!("{}", acls_commands(&acls, &v.config.kafka.bootstrap, &command_config)),

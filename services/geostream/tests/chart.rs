@@ -140,17 +140,33 @@ fn every_workload_of_the_chart_runs_with_a_configuration_the_binary_accepts() {
         ],
     );
     assert_eq!(check(&secure, "sasl over tls"), 4);
-    let toml = secure.iter().find(|d| d["kind"] == "ConfigMap").unwrap()["data"]["geostream.toml"].as_str().unwrap();
+    assert_kafka_secrets_mounted(&secure, "kafka-acme");
+    // A password in values would land in the ConfigMap: the schema refuses it.
+    let chart = geostream_tests::repo_root().join("charts/geostream");
+    let out = Command::new(&helm)
+        .args(["template", "acme", chart.to_str().unwrap(), "--set", "tenant=acme", "--set", "kafka.bootstrap=k:9093"])
+        .args(["--set", "kafka.properties.sasl\\.password=oops", "--set", "api.auth.tokens[0]=t"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("sasl.password"), "a password in kafka.properties: {stderr}");
+}
+
+/// Every workload mounts the SASL password and the CA from their Secrets at the files its
+/// configuration names.
+fn assert_kafka_secrets_mounted(docs: &[Value], sasl_secret: &str) {
+    let toml = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap()["data"]["geostream.toml"].as_str().unwrap();
     let cfg: toml::Value = toml::from_str(toml).unwrap();
     let password_file = cfg["kafka"]["sasl_password_file"].as_str().unwrap();
     let ca = cfg["kafka"]["properties"]["ssl.ca.location"].as_str().unwrap();
     assert_eq!(cfg["kafka"]["properties"]["security.protocol"].as_str(), Some("SASL_SSL"));
-    for w in secure.iter().filter(|d| d["kind"] == "StatefulSet" || d["kind"] == "Deployment") {
+    let mut workloads = 0;
+    for w in docs.iter().filter(|d| d["kind"] == "StatefulSet" || d["kind"] == "Deployment") {
         let pod = &w["spec"]["template"]["spec"];
         let mounts = pod["containers"][0]["volumeMounts"].as_sequence().unwrap();
         let volumes = pod["volumes"].as_sequence().unwrap();
         for (volume, secret, key, file) in
-            [("kafka-sasl", "kafka-acme", "password", password_file), ("kafka-ca", "kafka-ca", "ca.crt", ca)]
+            [("kafka-sasl", sasl_secret, "password", password_file), ("kafka-ca", "kafka-ca", "ca.crt", ca)]
         {
             let v = volumes.iter().find(|v| v["name"] == volume).unwrap_or_else(|| panic!("{volume} in {w:?}"));
             assert_eq!(v["secret"]["secretName"].as_str(), Some(secret));
@@ -160,5 +176,48 @@ fn every_workload_of_the_chart_runs_with_a_configuration_the_binary_accepts() {
                 format!("{}/{}", m["mountPath"].as_str().unwrap(), v["secret"]["items"][0]["path"].as_str().unwrap());
             assert_eq!(path, file, "the config names the file the Secret is mounted as");
         }
+        workloads += 1;
     }
+    assert!(workloads > 0);
+}
+
+/// The operator chart on a SASL/SCRAM + TLS Kafka: its ConfigMap and environment pass `geostream
+/// config check` for `geostream operator`, and the password and CA are mounted where they say.
+#[test]
+fn the_operator_chart_configures_kafka_security_the_binary_accepts() {
+    let Some(helm) = geostream_tests::service("HELM", "operator chart configuration") else { return };
+    let chart = geostream_tests::repo_root().join("charts/geostream-operator");
+    let render = |extra: &[&str]| {
+        let mut args = vec!["template", "ops", chart.to_str().unwrap(), "--namespace", "geostream-system"];
+        args.extend(extra);
+        let out = Command::new(&helm).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
+            .map(|d| Value::deserialize(d).unwrap())
+            .filter(|v| !v.is_null())
+            .collect::<Vec<Value>>()
+    };
+    let plain = render(&["--set", "kafka.bootstrap=k:9092"]);
+    assert_eq!(check(&plain, "operator plain"), 1);
+    let secure = render(&[
+        "--set",
+        "kafka.bootstrap=k:9093",
+        "--set",
+        "kafka.properties.security\\.protocol=SASL_SSL",
+        "--set",
+        "kafka.properties.sasl\\.mechanism=SCRAM-SHA-512",
+        "--set",
+        "kafka.properties.sasl\\.username=geostream-operator",
+        "--set",
+        "kafka.sasl.existingSecret=kafka-operator",
+        "--set",
+        "kafka.tls.caSecret=kafka-ca",
+    ]);
+    assert_eq!(check(&secure, "operator sasl over tls"), 1);
+    assert_kafka_secrets_mounted(&secure, "kafka-operator");
+    // The password never goes through values: the schema refuses it.
+    let mut args = vec!["template", "ops", chart.to_str().unwrap()];
+    args.extend(["--set", "kafka.bootstrap=k:9093", "--set", "kafka.properties.sasl\\.password=oops"]);
+    let out = Command::new(&helm).args(&args).output().unwrap();
+    assert!(!out.status.success(), "a password in kafka.properties was rendered");
 }

@@ -583,7 +583,7 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
             r.unwrap();
         }
         let t0 = geostream_model::time::OffsetDateTime::now_utc();
-        produce_positions(&bootstrap, &topic, 0..50, t0).await;
+        produce_positions(plain(&bootstrap), &topic, 0..50, t0).await;
     });
     let archive_url = format!("file://{}", dir.path().display());
     let mut child = start(
@@ -631,7 +631,7 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
     // `geostream api` with no search engine answers from the archive plus a live layer: ten more
     // positions that only Kafka holds must show up beside the archived fifty.
     let t0 = geostream_model::time::OffsetDateTime::now_utc();
-    rt.block_on(produce_positions(&bootstrap, &topic, 50..60, t0 + geostream_model::time::Duration::hours(1)));
+    rt.block_on(produce_positions(plain(&bootstrap), &topic, 50..60, t0 + geostream_model::time::Duration::hours(1)));
     let api_listen = format!("127.0.0.1:{}", free_port());
     let metrics_listen = format!("127.0.0.1:{}", free_port());
     let tokens = dir.path().join("tokens");
@@ -684,13 +684,13 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
 
 /// Positions `n` of five tracks `v0`..`v4`, one second apart from `t0`, into `topic`.
 async fn produce_positions(
-    bootstrap: &str,
+    client: rdkafka::ClientConfig,
     topic: &str,
     n: std::ops::Range<i64>,
     t0: geostream_model::time::OffsetDateTime,
 ) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let p: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let p: FutureProducer = client.create().unwrap();
     for i in n {
         let o = geostream_model::Observation::try_new(
             geostream_model::FeedId::new("f").unwrap(),
@@ -704,6 +704,12 @@ async fn produce_positions(
         let payload = serde_json::to_vec(&o).unwrap();
         p.send(FutureRecord::to(topic).key("k").payload(&payload), std::time::Duration::from_secs(30)).await.unwrap();
     }
+}
+
+fn plain(bootstrap: &str) -> rdkafka::ClientConfig {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -1310,6 +1316,294 @@ fn feeds_and_ingest_run_on_sasl_scram_over_tls_with_the_printed_acls_and_never_l
         assert!(!logs.contains(refused), "ingest was refused something ({refused}):\n{logs}");
     }
     assert!(!logs.contains(&password), "ingest logged the SASL password:\n{logs}");
+}
+
+/// Accepts webhook POSTs on a free port and sends each body to the channel (answers 204). A
+/// plain listener: the test only needs the bodies.
+fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                    let mut w = &conn;
+                    if w.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// `geostream sink` (with its event outputs and the archive) and `geostream api` (on the search
+/// engine, then on the archive) as one tenant on the SASL/SCRAM + TLS broker with ACLs enforced,
+/// holding exactly the ACLs `geostream kafka acls` printed and the password in a file. Each stage
+/// must do its work through its own group and topics: the sink indexes every observation, the
+/// archive covers the topic, the webhook gets every event, the API registers and lists a fence,
+/// reads dead letters for feed status, pushes a new observation live, and answers from the
+/// archive plus its live layer. Nothing is refused, and the password is in no log.
+#[test]
+fn sink_outputs_archive_and_api_run_on_sasl_scram_over_tls_with_the_printed_acls() {
+    let Some(kafka) = geostream_tests::SecureKafka::from_env("sink and api over SASL_SSL") else { return };
+    let Some(es) = geostream_tests::service("ELASTICSEARCH_URL", "sink and api over SASL_SSL") else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let tenant = format!("sinksasl{:x}", nanos & 0xffff_ffff);
+    let password = format!("sasl-pw-{:x}", nanos);
+    kafka.create_user(&tenant, &password);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("kafka-password");
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    let (hook_port, hooks) = webhook_receiver();
+    let config = dir.path().join("g.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tenant = \"{tenant}\"\n[log]\nlevel = \"info\"\n[kafka]\nbootstrap = \"{}\"\nsasl_password_file = \"{}\"\n\
+             [kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\
+             \"sasl.username\" = \"{tenant}\"\n\"ssl.ca.location\" = \"{}\"\n\
+             [[outputs]]\nname = \"ops\"\n[outputs.webhook]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n\
+             secret_ref = \"ops-key\"\n",
+            kafka.bootstrap,
+            secret.display(),
+            kafka.ca
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    apply_printed_acls(&kafka, config, &tenant);
+
+    // Input as the tenant itself: 50 positions of five tracks, three events, one dead letter.
+    let props = kafka.client_properties(&tenant, &password);
+    let client = || {
+        let mut c = rdkafka::ClientConfig::new();
+        for (k, v) in &props {
+            c.set(k, v);
+        }
+        c
+    };
+    let topic = |kind: &str| format!("{tenant}.{kind}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let t0 = geostream_model::time::OffsetDateTime::now_utc() - geostream_model::time::Duration::minutes(5);
+    let event_ids: std::collections::BTreeSet<String> = rt.block_on(async {
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = client().create().unwrap();
+        let names = [topic("observations"), topic("events"), topic("deadletter")];
+        let new: Vec<_> = names
+            .iter()
+            .map(|t| rdkafka::admin::NewTopic::new(t, 1, rdkafka::admin::TopicReplication::Fixed(1)))
+            .collect();
+        for r in admin.create_topics(&new, &rdkafka::admin::AdminOptions::new()).await.unwrap() {
+            r.unwrap();
+        }
+        produce_positions(client(), &topic("observations"), 0..50, t0).await;
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let p: FutureProducer = client().create().unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        for i in 0..3 {
+            let e = geostream_model::Event::builder(
+                geostream_model::AnalyticId::new("silence").unwrap(),
+                geostream_model::EventKind::Gap,
+                t0 + geostream_model::time::Duration::seconds(i),
+            )
+            .feed(geostream_model::FeedId::new("f").unwrap())
+            .track(geostream_model::TrackId::new(format!("v{i}")).unwrap())
+            .geometry(geostream_model::geojson::Geometry::new_point([10.0, 63.0]))
+            .build();
+            ids.insert(e.id.to_string());
+            let payload = serde_json::to_vec(&e).unwrap();
+            let key = format!("v{i}");
+            p.send(FutureRecord::to(&topic("events")).key(&key).payload(&payload), std::time::Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+        let dl = geostream_model::DeadLetter::new(
+            b"not json".to_vec(),
+            geostream_model::Stage::Ingest,
+            geostream_model::ReasonCode::Malformed,
+            "a test dead letter",
+            geostream_model::time::OffsetDateTime::now_utc(),
+        )
+        .with_feed("f");
+        let payload = serde_json::to_vec(&dl).unwrap();
+        p.send(FutureRecord::to(&topic("deadletter")).key("f").payload(&payload), std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        ids
+    });
+
+    let archive_url = format!("file://{}", dir.path().join("archive").display());
+    let sink_metrics = format!("127.0.0.1:{}", free_port());
+    let mut sink = start(
+        &["--config", config, "sink"],
+        &[
+            ("GEOSTREAM_ELASTICSEARCH__URL", es.as_str()),
+            ("GEOSTREAM_TELEMETRY__LISTEN", sink_metrics.as_str()),
+            ("GEOSTREAM_SINK__LINGER_MS", "10"),
+            ("GEOSTREAM_SINK__INDEX_REPLICAS", "0"),
+            ("GEOSTREAM_ARCHIVE__ENABLED", "true"),
+            ("GEOSTREAM_ARCHIVE__URL", archive_url.as_str()),
+            ("GEOSTREAM_ARCHIVE__FLUSH_MAX_AGE_S", "1"),
+            ("GEOSTREAM_SECRET_OPS_KEY", "k3y"),
+        ],
+    );
+    let (status, body) = get_until(&format!("http://{sink_metrics}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    let mut delivered = std::collections::BTreeSet::new();
+    while delivered.len() < event_ids.len() {
+        let body = hooks.recv_timeout(std::time::Duration::from_secs(60)).expect("the webhook got every event");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        delivered.insert(v["id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(delivered, event_ids, "the outputs delivered exactly the tenant's events");
+    let progress = dir.path().join("archive").join(&tenant).join("_progress/observations/p00000.json");
+    let mut next = 0;
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(&progress) {
+            next = serde_json::from_str::<serde_json::Value>(&text).unwrap()["next_offset"].as_i64().unwrap();
+            if next >= 50 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(next, 50, "the archive covered the tenant's observations");
+
+    // The API on the search engine, with a reader and an admin token.
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{tenant} reader-token\n")).unwrap();
+    let admin_token = dir.path().join("admin");
+    std::fs::write(&admin_token, "admin-token\n").unwrap();
+    let api_listen = format!("127.0.0.1:{}", free_port());
+    let api_metrics = format!("127.0.0.1:{}", free_port());
+    let mut api_proc = start(
+        &["--config", config, "api"],
+        &[
+            ("GEOSTREAM_ELASTICSEARCH__URL", es.as_str()),
+            ("GEOSTREAM_TELEMETRY__LISTEN", api_metrics.as_str()),
+            ("GEOSTREAM_API__LISTEN", api_listen.as_str()),
+            ("GEOSTREAM_API__TOKENS_FILE", tokens.to_str().unwrap()),
+            ("GEOSTREAM_API__ADMIN_TOKEN_FILE", admin_token.to_str().unwrap()),
+        ],
+    );
+    let (status, body) = get_until(&format!("http://{api_metrics}/readyz"), &[0, 503]);
+    assert_eq!(status, 200, "{body}");
+    let api = |path: &str| format!("http://{api_listen}/v1/{tenant}/{path}");
+    let mut positions = 0;
+    for _ in 0..600 {
+        let (status, body) = request_until(|h| h.get(api("tracks/v0")).bearer_auth("reader-token"), &[0], 600);
+        assert_eq!(status, 200, "{body}");
+        positions = serde_json::from_str::<serde_json::Value>(&body).unwrap()["features"].as_array().unwrap().len();
+        if positions == 10 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(positions, 10, "the sink indexed all ten positions of v0");
+    let fence = serde_json::json!({"id": "yard", "name": "Yard", "geometry": {"type": "Polygon",
+        "coordinates": [[[10.0, 62.9], [10.6, 62.9], [10.6, 63.1], [10.0, 63.1], [10.0, 62.9]]]}});
+    let (status, body) =
+        request_until(|h| h.put(api("fences/yard")).bearer_auth("admin-token").json(&fence), &[0], 600);
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body) = request_until(|h| h.get(api("fences")).bearer_auth("reader-token"), &[0], 600);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"yard\""), "the registry lists the fence: {body}");
+    let (status, body) = request_until(|h| h.get(api("feed-status?minutes=60")).bearer_auth("reader-token"), &[0], 600);
+    assert_eq!(status, 200, "{body}");
+    let feed_status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let feed = feed_status["feeds"].as_array().unwrap().iter().find(|f| f["feed"] == "f").cloned();
+    assert_eq!(feed.as_ref().map(|f| f["errors"].clone()), Some(serde_json::json!(1)), "{body}");
+
+    // Live push: a position produced after the client connected arrives on the stream.
+    let newest = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut live = http.get(api("live?kind=observations")).bearer_auth("reader-token").send().await.unwrap();
+        assert_eq!(live.status().as_u16(), 200);
+        // The stream starts at the end once its consumer is assigned, which the client cannot
+        // see: a new position of v0 every few seconds until one arrives.
+        let mut seen = String::new();
+        for i in 0..20 {
+            produce_positions(client(), &topic("observations"), 50 + 5 * i..51 + 5 * i, t0).await;
+            while let Ok(Ok(Some(chunk))) = tokio::time::timeout(std::time::Duration::from_secs(3), live.chunk()).await
+            {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+                if seen.contains("\"v0\"") {
+                    return seen;
+                }
+            }
+        }
+        seen
+    });
+    assert!(newest.contains("\"v0\""), "the live stream pushed the new position: {newest}");
+    let api_logs = terminate(&mut api_proc);
+
+    // The API on the archive, with its live layer from Kafka (its own group).
+    let api_listen2 = format!("127.0.0.1:{}", free_port());
+    let api_metrics2 = format!("127.0.0.1:{}", free_port());
+    let mut local = start(
+        &["--config", config, "api"],
+        &[
+            ("GEOSTREAM_TELEMETRY__LISTEN", api_metrics2.as_str()),
+            ("GEOSTREAM_API__LISTEN", api_listen2.as_str()),
+            ("GEOSTREAM_API__TOKENS_FILE", tokens.to_str().unwrap()),
+            ("GEOSTREAM_ARCHIVE__URL", archive_url.as_str()),
+        ],
+    );
+    let (status, body) = get_until(&format!("http://{api_metrics2}/readyz"), &[0, 503]);
+    if status != 200 {
+        panic!("the archive API is not ready: {body}\n{}", terminate(&mut local));
+    }
+    let (status, body) = request_until(
+        |h| h.get(format!("http://{api_listen2}/v1/{tenant}/latest")).bearer_auth("reader-token"),
+        &[0],
+        600,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["features"].as_array().unwrap().len(), 5);
+    let local_logs = terminate(&mut local);
+    let sink_logs = terminate(&mut sink);
+
+    for (stage, logs) in [("sink", &sink_logs), ("api", &api_logs), ("archive api", &local_logs)] {
+        for refused in ["uthorization", "uthentication failed"] {
+            assert!(!logs.contains(refused), "{stage} was refused something ({refused}):\n{logs}");
+        }
+        assert!(!logs.contains(&password), "{stage} logged the SASL password");
+    }
+    assert!(sink_logs.contains("sink stopped") && sink_logs.contains("outputs stopped"), "{sink_logs}");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let _ = http.delete(format!("{es}/geostream-{tenant}-*")).send().await;
+        for kind in ["observations", "events", "aggregates", "latest"] {
+            let _ = http.delete(format!("{es}/_index_template/geostream-{tenant}-{kind}")).send().await;
+        }
+    });
 }
 
 /// `geostream standalone` alone (no Kafka, no search engine): the embedded broker, ingest, the

@@ -18,7 +18,7 @@
 //! Idempotent producers need no cluster-level ACL on Kafka 3.0 and later (KIP-679): write access
 //! to a topic is enough for `InitProducerId`.
 
-use geostream_model::{Naming, Stage, TenantId};
+use geostream_model::{Naming, Stage, TenantId, TopicKind};
 
 /// A resource type of a Kafka ACL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,8 +152,7 @@ pub struct PrincipalError {
     pub problem: &'static str,
 }
 
-/// The bindings `principal` (`User:<name>`) needs to run every stage for `tenant`.
-pub fn tenant_acls(naming: &Naming, tenant: &TenantId, principal: &str) -> Result<Vec<AclBinding>, PrincipalError> {
+fn check_principal(principal: &str) -> Result<(), PrincipalError> {
     let fail = |problem| PrincipalError { principal: principal.to_owned(), problem };
     let Some(name) = principal.strip_prefix("User:") else {
         return Err(fail("it must be of the form User:<name>"));
@@ -164,6 +163,41 @@ pub fn tenant_acls(naming: &Naming, tenant: &TenantId, principal: &str) -> Resul
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(fail("the user name must not contain whitespace"));
     }
+    Ok(())
+}
+
+/// The bindings the operator's `principal` needs to serve `tenant`: only its three registry topics
+/// (the operator writes the feeds, fences and analytics declared as custom resources, creating a
+/// topic that is missing) and their readers' groups, named literally. Not the tenant's data, dead
+/// letters or state. One set per tenant the operator serves.
+pub fn operator_acls(naming: &Naming, tenant: &TenantId, principal: &str) -> Result<Vec<AclBinding>, PrincipalError> {
+    check_principal(principal)?;
+    let mut out = Vec::new();
+    for kind in [TopicKind::Feeds, TopicKind::Fences, TopicKind::Analytics] {
+        let topic = naming.topic(tenant, kind);
+        out.push(AclBinding {
+            principal: principal.to_owned(),
+            resource: ResourceType::Topic,
+            pattern: PatternType::Literal,
+            name: topic.clone(),
+            operations: vec![Operation::Read, Operation::Write, Operation::Create],
+            why: "operator: a registry topic it writes the custom resources to (created if missing)",
+        });
+        out.push(AclBinding {
+            principal: principal.to_owned(),
+            resource: ResourceType::Group,
+            pattern: PatternType::Literal,
+            name: format!("{topic}.reader"),
+            operations: vec![Operation::Read],
+            why: "operator: the group of its reader of that registry",
+        });
+    }
+    Ok(out)
+}
+
+/// The bindings `principal` (`User:<name>`) needs to run every stage for `tenant`.
+pub fn tenant_acls(naming: &Naming, tenant: &TenantId, principal: &str) -> Result<Vec<AclBinding>, PrincipalError> {
+    check_principal(principal)?;
     let topic_prefix = format!("{}{}.", naming.topic_prefix(), tenant);
     let sink = naming.consumer_group(tenant, Stage::Sink);
     let group_base = sink.strip_suffix(Stage::Sink.as_str()).unwrap_or(&sink).to_owned();
@@ -225,7 +259,6 @@ pub fn allows(bindings: &[AclBinding], resource: ResourceType, name: &str, op: O
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use geostream_model::TopicKind;
 
     fn tenant(t: &str) -> TenantId {
         t.parse().unwrap()
@@ -265,6 +298,28 @@ mod tests {
         let lookalike = naming.transactional_id(&tenant("acme-process-x"), Stage::Process, "0");
         assert!(!allows(&acls, ResourceType::TransactionalId, &lookalike, Operation::Write), "{lookalike}");
         assert!(!allows(&acls, ResourceType::Group, "geostream-acme-ports-outputs", Operation::Read));
+    }
+
+    #[test]
+    fn the_operator_gets_a_tenants_registries_and_nothing_else() {
+        let naming = Naming::new("prod.").unwrap();
+        let acme = tenant("acme");
+        let acls = operator_acls(&naming, &acme, "User:geostream-operator").unwrap();
+        for kind in TopicKind::ALL {
+            let topic = naming.topic(&acme, *kind);
+            let registry = matches!(kind, TopicKind::Feeds | TopicKind::Fences | TopicKind::Analytics);
+            for op in [Operation::Read, Operation::Write, Operation::Create, Operation::Describe] {
+                assert_eq!(allows(&acls, ResourceType::Topic, &topic, op), registry, "{topic} {op:?}");
+            }
+            assert_eq!(allows(&acls, ResourceType::Group, &format!("{topic}.reader"), Operation::Read), registry);
+        }
+        for stage in [Stage::Process, Stage::Sink, Stage::Ingest] {
+            assert!(!allows(&acls, ResourceType::Group, &naming.consumer_group(&acme, stage), Operation::Read));
+        }
+        assert!(!allows(&acls, ResourceType::TransactionalId, "prod.acme.process.pod-0", Operation::Write));
+        let other = naming.topic(&tenant("acme-ports"), TopicKind::Feeds);
+        assert!(!allows(&acls, ResourceType::Topic, &other, Operation::Describe), "{other}");
+        assert!(operator_acls(&naming, &acme, "geostream-operator").is_err());
     }
 
     #[test]
