@@ -18,6 +18,8 @@ await until('live positions arriving', (n) => window.geostream.liveFeatures() >=
 await until('tracks on the map', () => window.geostream.livePointCount() >= 20);
 await until('events listed', () => window.geostream.events() > 0);
 await until('fences drawn', () => window.geostream.fences() > 0);
+// The feed panel fills at its next refresh (every 5 s) once the feeds have stored positions.
+await until('feeds listed', () => document.querySelectorAll('#feeds tr[data-feed]').length >= 4);
 const feeds = await page.evaluate(() => [...document.querySelectorAll('#feeds tr[data-feed]')].map((tr) => tr.dataset.feed));
 await page.evaluate(() => window.geostream.fitAll());
 // Drawn, not idle: with every feed moving, a busy machine may never see the map idle between

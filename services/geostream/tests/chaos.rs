@@ -22,7 +22,7 @@ use geostream_codecs::{CodecOptions, Context, Outcome, decode_all};
 use geostream_kafka::Kept;
 use geostream_model::time::OffsetDateTime;
 use geostream_model::{DeadLetter, FeedSpec, Naming, Stage, TenantId, TopicKind};
-use geostream_processor::task::CommitMark;
+use geostream_processor::task::Committed;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -539,7 +539,7 @@ fn kill_9_every_stage_restart_kafka_freeze_it_and_stop_elasticsearch_and_count_e
             Ok(committed) => committed.elements().iter().all(|e| {
                 let high = c.fetch_watermarks(&observations, e.partition(), Duration::from_secs(5)).map(|(_, h)| h);
                 matches!((e.offset(), high),
-                    (Offset::Offset(o), Ok(high)) if CommitMark::parse(o, e.metadata()).next >= high)
+                    (Offset::Offset(o), Ok(high)) if Committed::parse(o, e.metadata()).position() >= high)
             }),
             Err(e) => {
                 eprintln!("chaos: the processor's committed offsets could not be read ({e}); asking again");

@@ -20,7 +20,7 @@ use geostream_model::time::OffsetDateTime;
 use geostream_model::{
     Aggregate, DeadLetter, Event, FeedId, FenceSpec, Format, Mapping, Naming, Observation, Stage, TenantId, TopicKind,
 };
-use geostream_processor::task::{Accepted, CommitMark, PartitionTask};
+use geostream_processor::task::{Accepted, Committed, PartitionTask};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -373,7 +373,7 @@ impl Progress {
             .map(|e| match e.offset() {
                 // The committed offset is where reading resumes (the oldest record still waiting
                 // for the watermark); how far the processor has read is in the metadata.
-                Offset::Offset(n) => CommitMark::parse(n, e.metadata()).next,
+                Offset::Offset(n) => Committed::parse(n, e.metadata()).position(),
                 _ => 0,
             })
             .sum();
@@ -686,7 +686,7 @@ fn the_processor_runs_on_sasl_scram_over_tls_with_only_its_tenants_acls() {
         done = committed
             .elements()
             .iter()
-            .map(|e| if let Offset::Offset(n) = e.offset() { CommitMark::parse(n, e.metadata()).next } else { 0 })
+            .map(|e| if let Offset::Offset(n) = e.offset() { Committed::parse(n, e.metadata()).position() } else { 0 })
             .sum();
         if done == end {
             break;

@@ -49,7 +49,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use crate::checkpoint::{CheckpointDir, CheckpointError, decode, encode};
 use crate::metrics::{PartitionLabel, ProcessMetrics};
 use crate::registry::{Change, Registry};
-use crate::task::{Accepted, CommitMark, PartitionTask, TaskState};
+use crate::task::{Accepted, CommitMark, Committed, PartitionTask, TaskState};
 
 /// Largest state record (bytes) on `<tenant>.process-state`; also the topic's `max.message.bytes`.
 pub const MAX_STATE_BYTES: usize = 64 * 1024 * 1024;
@@ -554,7 +554,7 @@ impl Session<'_> {
         let committed =
             self.consumer.committed_offsets(tpl, Duration::from_secs(30)).map_err(client("committed offsets"))?;
         let committed = committed.elements().first().and_then(|e| match e.offset() {
-            Offset::Offset(n) => Some(CommitMark::parse(n, e.metadata())),
+            Offset::Offset(n) => Some(Committed::parse(n, e.metadata())),
             _ => None,
         });
         let restore = |state: TaskState, from: &str| {
@@ -575,7 +575,7 @@ impl Session<'_> {
             return empty(-1);
         };
         match w.checkpoints.load(partition) {
-            Ok(Some(state)) if CommitMark::of(&state) == committed => return restore(state, "volume"),
+            Ok(Some(state)) if committed.matches(&state, false) => return restore(state, "volume"),
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "damaged checkpoint ignored; reading the changelog");
@@ -583,7 +583,7 @@ impl Session<'_> {
             }
         }
         match reader.latest(partition) {
-            Ok(Some(state)) if CommitMark::of(&state) == committed => restore(state, "changelog"),
+            Ok(Some(state)) if committed.matches(&state, true) => restore(state, "changelog"),
             found => {
                 let found = match found {
                     Ok(found) => found.map(|s| CommitMark::of(&s)),

@@ -83,13 +83,41 @@ impl CommitMark {
     pub fn metadata(&self) -> String {
         format!("{MARK_PREFIX}{}", self.next)
     }
+}
 
-    /// Reads a committed offset and its metadata back. A commit without geostream's metadata (an
-    /// offset set by hand, e.g. `kafka-consumer-groups.sh --reset-offsets`) has read exactly up to
-    /// its offset.
+/// A partition's group offset as read back from the broker: the resume offset and, when the broker
+/// kept the commit's metadata, the read position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The committed offset.
+    pub resume: i64,
+    /// The read position from the metadata; None when the commit has none (an offset set by hand
+    /// with `kafka-consumer-groups.sh --reset-offsets`, or a broker that drops offset metadata,
+    /// like the embedded one of `geostream standalone`).
+    pub next: Option<i64>,
+}
+
+impl Committed {
+    /// Reads a committed offset and its metadata.
     pub fn parse(offset: i64, metadata: &str) -> Self {
         let next = metadata.strip_prefix(MARK_PREFIX).and_then(|n| n.parse::<i64>().ok()).filter(|n| *n >= offset);
-        Self { resume: offset, next: next.unwrap_or(offset) }
+        Self { resume: offset, next }
+    }
+
+    /// How far the processor has read: the metadata's position, else the offset itself.
+    pub fn position(&self) -> i64 {
+        self.next.unwrap_or(self.resume)
+    }
+
+    /// Whether `state` is the one committed with this offset. With the read position both offsets
+    /// must match. Without it only the changelog's newest state (`newest_in_changelog`) can be
+    /// trusted on the resume offset alone: it was written in the same transaction as the offset,
+    /// where an older copy on the volume may share the resume offset.
+    pub fn matches(&self, state: &TaskState, newest_in_changelog: bool) -> bool {
+        match self.next {
+            Some(next) => state.resume_offset == self.resume && state.next_offset == next,
+            None => newest_in_changelog && state.resume_offset == self.resume,
+        }
     }
 }
 
@@ -565,12 +593,30 @@ mod tests {
     }
 
     #[test]
-    fn commit_marks_read_back_and_hand_set_offsets_mean_read_up_to_there() {
+    fn commits_read_back_and_match_only_their_own_state() {
         let mark = CommitMark { resume: 40, next: 97 };
-        assert_eq!(CommitMark::parse(40, &mark.metadata()), mark);
-        assert_eq!(CommitMark::parse(40, ""), CommitMark { resume: 40, next: 40 });
-        assert_eq!(CommitMark::parse(40, "something else"), CommitMark { resume: 40, next: 40 });
-        assert_eq!(CommitMark::parse(40, "geostream-process next=12"), CommitMark { resume: 40, next: 40 }, "behind");
+        let back = Committed::parse(40, &mark.metadata());
+        assert_eq!(back, Committed { resume: 40, next: Some(97) });
+        assert_eq!(back.position(), 97);
+        let specs = specs();
+        let state = |resume_offset, next_offset| TaskState {
+            partition: 0,
+            next_offset,
+            resume_offset,
+            max_event_ns: None,
+            watermark_ns: None,
+            engine: PartitionTask::new(0, 0, -1, config(&specs)).unwrap().state().engine,
+        };
+        assert!(back.matches(&state(40, 97), false), "the volume copy of this commit");
+        assert!(!back.matches(&state(40, 90), true), "an older state with the same resume offset");
+        // No metadata: read up to the offset, and only the changelog's newest state is trusted.
+        for metadata in ["", "something else", "geostream-process next=12"] {
+            let bare = Committed::parse(40, metadata);
+            assert_eq!((bare.next, bare.position()), (None, 40), "{metadata:?}");
+            assert!(bare.matches(&state(40, 97), true));
+            assert!(!bare.matches(&state(40, 97), false), "a volume copy may be older");
+            assert!(!bare.matches(&state(39, 97), true));
+        }
     }
 
     #[test]
