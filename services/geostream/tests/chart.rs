@@ -10,21 +10,15 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 fn rendered(helm: &str, extra: &[&str]) -> Vec<Value> {
-    let chart = geostream_tests::repo_root().join("charts/geostream");
-    let mut args = vec![
-        "template",
-        "acme",
-        chart.to_str().unwrap(),
-        "--namespace",
-        "acme",
-        "--set",
-        "tenant=acme",
-        "--set",
-        "api.auth.tokens[0]=t",
-        "--set",
-        "api.auth.adminToken=a",
-    ];
-    args.extend(extra);
+    let base = ["--set", "tenant=acme", "--set", "api.auth.tokens[0]=t", "--set", "api.auth.adminToken=a"];
+    render(helm, "geostream", "acme", &[&base[..], extra].concat())
+}
+
+/// `helm template <release> charts/<chart>` in the namespace named like the release, as documents.
+fn render(helm: &str, chart: &str, release: &str, values: &[&str]) -> Vec<Value> {
+    let chart = geostream_tests::repo_root().join("charts").join(chart);
+    let mut args = vec!["template", release, chart.to_str().unwrap(), "--namespace", release];
+    args.extend(values);
     let out = Command::new(helm).args(&args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
@@ -120,36 +114,45 @@ fn every_workload_of_the_chart_runs_with_a_configuration_the_binary_accepts() {
     );
     assert_eq!(check(&archive, "archive"), 4);
     // SASL/SCRAM over TLS: the password and the CA from existing Secrets, mounted into every stage.
-    let secure = rendered(
-        &helm,
-        &[
-            "--set",
-            "kafka.bootstrap=k:9093",
-            "--set",
-            "elasticsearch.url=http://es:9200",
-            "--set",
-            "kafka.properties.security\\.protocol=SASL_SSL",
-            "--set",
-            "kafka.properties.sasl\\.mechanism=SCRAM-SHA-512",
-            "--set",
-            "kafka.properties.sasl\\.username=acme",
-            "--set",
-            "kafka.sasl.existingSecret=kafka-acme",
-            "--set",
-            "kafka.tls.caSecret=kafka-ca",
-        ],
-    );
+    let values = sasl_over_tls("acme", "kafka-acme");
+    let mut args: Vec<&str> = vec!["--set", "elasticsearch.url=http://es:9200"];
+    args.extend(values.iter().map(String::as_str));
+    let secure = rendered(&helm, &args);
     assert_eq!(check(&secure, "sasl over tls"), 4);
     assert_kafka_secrets_mounted(&secure, "kafka-acme");
-    // A password in values would land in the ConfigMap: the schema refuses it.
-    let chart = geostream_tests::repo_root().join("charts/geostream");
-    let out = Command::new(&helm)
-        .args(["template", "acme", chart.to_str().unwrap(), "--set", "tenant=acme", "--set", "kafka.bootstrap=k:9093"])
-        .args(["--set", "kafka.properties.sasl\\.password=oops", "--set", "api.auth.tokens[0]=t"])
+    assert_password_refused(&helm, "geostream", &["--set", "tenant=acme", "--set", "api.auth.tokens[0]=t"]);
+}
+
+/// Values for a Kafka with SASL/SCRAM over TLS: the principal `user`, its password in the Secret
+/// `secret`, the CA in the Secret `kafka-ca`.
+fn sasl_over_tls(user: &str, secret: &str) -> Vec<String> {
+    [
+        "kafka.bootstrap=k:9093".to_owned(),
+        "kafka.properties.security\\.protocol=SASL_SSL".to_owned(),
+        "kafka.properties.sasl\\.mechanism=SCRAM-SHA-512".to_owned(),
+        format!("kafka.properties.sasl\\.username={user}"),
+        format!("kafka.sasl.existingSecret={secret}"),
+        "kafka.tls.caSecret=kafka-ca".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|v| ["--set".to_owned(), v])
+    .collect()
+}
+
+/// A password in `kafka.properties` would land in the ConfigMap: the chart's schema refuses it.
+fn assert_password_refused(helm: &str, chart: &str, values: &[&str]) {
+    let path = geostream_tests::repo_root().join("charts").join(chart);
+    let out = Command::new(helm)
+        .args(["template", "r", path.to_str().unwrap(), "--set", "kafka.bootstrap=k:9093"])
+        .args(["--set", "kafka.properties.sasl\\.password=oops"])
+        .args(values)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("sasl.password"), "a password in kafka.properties: {stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("sasl.password"),
+        "{chart}: a password in kafka.properties: {stderr}"
+    );
 }
 
 /// Every workload mounts the SASL password and the CA from their Secrets at the files its
@@ -186,38 +189,12 @@ fn assert_kafka_secrets_mounted(docs: &[Value], sasl_secret: &str) {
 #[test]
 fn the_operator_chart_configures_kafka_security_the_binary_accepts() {
     let Some(helm) = geostream_tests::service("HELM", "operator chart configuration") else { return };
-    let chart = geostream_tests::repo_root().join("charts/geostream-operator");
-    let render = |extra: &[&str]| {
-        let mut args = vec!["template", "ops", chart.to_str().unwrap(), "--namespace", "geostream-system"];
-        args.extend(extra);
-        let out = Command::new(&helm).args(&args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
-            .map(|d| Value::deserialize(d).unwrap())
-            .filter(|v| !v.is_null())
-            .collect::<Vec<Value>>()
-    };
+    let render = |values: &[&str]| render(&helm, "geostream-operator", "ops", values);
     let plain = render(&["--set", "kafka.bootstrap=k:9092"]);
     assert_eq!(check(&plain, "operator plain"), 1);
-    let secure = render(&[
-        "--set",
-        "kafka.bootstrap=k:9093",
-        "--set",
-        "kafka.properties.security\\.protocol=SASL_SSL",
-        "--set",
-        "kafka.properties.sasl\\.mechanism=SCRAM-SHA-512",
-        "--set",
-        "kafka.properties.sasl\\.username=geostream-operator",
-        "--set",
-        "kafka.sasl.existingSecret=kafka-operator",
-        "--set",
-        "kafka.tls.caSecret=kafka-ca",
-    ]);
+    let values = sasl_over_tls("geostream-operator", "kafka-operator");
+    let secure = render(&values.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(check(&secure, "operator sasl over tls"), 1);
     assert_kafka_secrets_mounted(&secure, "kafka-operator");
-    // The password never goes through values: the schema refuses it.
-    let mut args = vec!["template", "ops", chart.to_str().unwrap()];
-    args.extend(["--set", "kafka.bootstrap=k:9093", "--set", "kafka.properties.sasl\\.password=oops"]);
-    let out = Command::new(&helm).args(&args).output().unwrap();
-    assert!(!out.status.success(), "a password in kafka.properties was rendered");
+    assert_password_refused(&helm, "geostream-operator", &[]);
 }

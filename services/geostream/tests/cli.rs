@@ -601,18 +601,7 @@ fn the_sink_archives_alone_without_a_search_engine_and_the_api_answers_from_the_
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("geostream-{tenant}-archive")), "readiness names the archive's group: {body}");
     // The progress object is the archive's own record of what it holds.
-    let progress = dir.path().join(&tenant).join("_progress/observations/p00000.json");
-    let mut next = 0;
-    for _ in 0..600 {
-        if let Ok(text) = std::fs::read_to_string(&progress) {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            next = v["next_offset"].as_i64().unwrap();
-            if next >= 50 {
-                break;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let next = archive_progress(&dir.path().join(&tenant), 50);
     assert_eq!(next, 50, "the archive did not cover the topic");
     let (_, metrics) = get_until(&format!("http://{metrics_listen}/metrics"), &[0]);
     assert!(
@@ -704,6 +693,23 @@ async fn produce_positions(
         let payload = serde_json::to_vec(&o).unwrap();
         p.send(FutureRecord::to(topic).key("k").payload(&payload), std::time::Duration::from_secs(30)).await.unwrap();
     }
+}
+
+/// The archive's progress on partition 0 of a tenant's observations (`next_offset` of its progress
+/// object under `tenant_dir`), once it reaches `want` or after about a minute.
+fn archive_progress(tenant_dir: &std::path::Path, want: i64) -> i64 {
+    let progress = tenant_dir.join("_progress/observations/p00000.json");
+    let mut next = 0;
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(&progress) {
+            next = serde_json::from_str::<serde_json::Value>(&text).unwrap()["next_offset"].as_i64().unwrap();
+            if next >= want {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    next
 }
 
 fn plain(bootstrap: &str) -> rdkafka::ClientConfig {
@@ -1483,17 +1489,7 @@ fn sink_outputs_archive_and_api_run_on_sasl_scram_over_tls_with_the_printed_acls
         delivered.insert(v["id"].as_str().unwrap_or_default().to_owned());
     }
     assert_eq!(delivered, event_ids, "the outputs delivered exactly the tenant's events");
-    let progress = dir.path().join("archive").join(&tenant).join("_progress/observations/p00000.json");
-    let mut next = 0;
-    for _ in 0..600 {
-        if let Ok(text) = std::fs::read_to_string(&progress) {
-            next = serde_json::from_str::<serde_json::Value>(&text).unwrap()["next_offset"].as_i64().unwrap();
-            if next >= 50 {
-                break;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let next = archive_progress(&dir.path().join("archive").join(&tenant), 50);
     assert_eq!(next, 50, "the archive covered the tenant's observations");
 
     // The API on the search engine, with a reader and an admin token.
