@@ -1212,6 +1212,18 @@ fn kafka_acls_prints_commands_or_json_for_the_configured_tenant_and_refuses_a_ba
     assert_eq!(bindings.len(), commands.len());
     assert!(bindings.iter().all(|b| b["principal"] == "User:acme" && b["permission"] == "ALLOW"), "{json}");
 
+    // The operator's: the three registry topics and their readers, literally, and nothing else.
+    let out = geostream(&["kafka", "acls", "--operator", "--principal", "User:geostream-operator"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let commands: Vec<&str> = text.lines().filter(|l| l.starts_with("kafka-acls.sh ")).collect();
+    assert_eq!(commands.len(), 6, "{text}");
+    for kind in ["feeds", "fences", "analytics"] {
+        assert!(text.contains(&format!("--topic prod.acme.{kind} --resource-pattern-type literal")), "{text}");
+        assert!(text.contains(&format!("--group prod.acme.{kind}.reader --resource-pattern-type literal")), "{text}");
+    }
+    assert!(!text.contains("prefixed") && !text.contains("observations"), "{text}");
+
     let out = geostream(&["kafka", "acls", "--principal", "acme"], &env);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     assert!(stderr(&out).contains("User:<name>"), "{}", stderr(&out));
@@ -1249,28 +1261,9 @@ fn apply_printed_acls(kafka: &geostream_tests::SecureKafka, config: &str, user: 
 #[test]
 fn feeds_and_ingest_run_on_sasl_scram_over_tls_with_the_printed_acls_and_never_log_the_password() {
     let Some(kafka) = geostream_tests::SecureKafka::from_env("ingest over SASL_SSL") else { return };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let tenant = format!("clisasl{:x}", nanos & 0xffff_ffff);
-    let password = format!("sasl-pw-{:x}", nanos);
-    kafka.create_user(&tenant, &password);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("kafka-password");
-    std::fs::write(&secret, format!("{password}\n")).unwrap();
-    let config = dir.path().join("g.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "tenant = \"{tenant}\"\n[log]\nlevel = \"trace\"\n[kafka]\nbootstrap = \"{}\"\nsasl_password_file = \"{}\"\n\
-             [kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\
-             \"sasl.username\" = \"{tenant}\"\n\"ssl.ca.location\" = \"{}\"\n",
-            kafka.bootstrap,
-            secret.display(),
-            kafka.ca
-        ),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap();
-    apply_printed_acls(&kafka, config, &tenant);
+    let t = SecureTenant::new(&kafka, "clisasl", "trace", "");
+    let (tenant, password, config_path) = (t.tenant.clone(), t.password.clone(), t.config());
+    let config = config_path.as_str();
 
     let data = tempfile::tempdir().unwrap();
     let push_listen = format!("127.0.0.1:{}", free_port());
@@ -1322,6 +1315,47 @@ fn feeds_and_ingest_run_on_sasl_scram_over_tls_with_the_printed_acls_and_never_l
         assert!(!logs.contains(refused), "ingest was refused something ({refused}):\n{logs}");
     }
     assert!(!logs.contains(&password), "ingest logged the SASL password:\n{logs}");
+}
+
+/// A fresh tenant on the SASL/SCRAM + TLS broker: its SCRAM user, its password in a file (as a
+/// mounted secret), a configuration naming both (log level `level`, then `extra` TOML), and exactly
+/// the ACLs `geostream kafka acls` prints for it, applied.
+struct SecureTenant {
+    tenant: String,
+    password: String,
+    dir: tempfile::TempDir,
+}
+
+impl SecureTenant {
+    fn new(kafka: &geostream_tests::SecureKafka, prefix: &str, level: &str, extra: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let tenant = format!("{prefix}{:x}", nanos & 0xffff_ffff);
+        let password = format!("sasl-pw-{:x}", nanos);
+        kafka.create_user(&tenant, &password);
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("kafka-password");
+        std::fs::write(&secret, format!("{password}\n")).unwrap();
+        std::fs::write(
+            dir.path().join("g.toml"),
+            format!(
+                "tenant = \"{tenant}\"\n[log]\nlevel = \"{level}\"\n[kafka]\nbootstrap = \"{}\"\nsasl_password_file = \"{}\"\n\
+                 [kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\
+                 \"sasl.username\" = \"{tenant}\"\n\"ssl.ca.location\" = \"{}\"\n{extra}",
+                kafka.bootstrap,
+                secret.display(),
+                kafka.ca
+            ),
+        )
+        .unwrap();
+        let t = SecureTenant { tenant, password, dir };
+        apply_printed_acls(kafka, &t.config(), &t.tenant);
+        t
+    }
+
+    /// The configuration file's path.
+    fn config(&self) -> String {
+        self.dir.path().join("g.toml").to_str().unwrap().to_owned()
+    }
 }
 
 /// Accepts webhook POSTs on a free port and sends each body to the channel (answers 204). A
@@ -1381,31 +1415,20 @@ fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
 fn sink_outputs_archive_and_api_run_on_sasl_scram_over_tls_with_the_printed_acls() {
     let Some(kafka) = geostream_tests::SecureKafka::from_env("sink and api over SASL_SSL") else { return };
     let Some(es) = geostream_tests::service("ELASTICSEARCH_URL", "sink and api over SASL_SSL") else { return };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let tenant = format!("sinksasl{:x}", nanos & 0xffff_ffff);
-    let password = format!("sasl-pw-{:x}", nanos);
-    kafka.create_user(&tenant, &password);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("kafka-password");
-    std::fs::write(&secret, format!("{password}\n")).unwrap();
     let (hook_port, hooks) = webhook_receiver();
-    let config = dir.path().join("g.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "tenant = \"{tenant}\"\n[log]\nlevel = \"info\"\n[kafka]\nbootstrap = \"{}\"\nsasl_password_file = \"{}\"\n\
-             [kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\
-             \"sasl.username\" = \"{tenant}\"\n\"ssl.ca.location\" = \"{}\"\n\
-             [[outputs]]\nname = \"ops\"\n[outputs.webhook]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n\
-             secret_ref = \"ops-key\"\n",
-            kafka.bootstrap,
-            secret.display(),
-            kafka.ca
+    // At info: the archive API's DataFusion plans at debug fill the piped stderr, which the test
+    // reads only at exit, and the child blocks on its log writes.
+    let t = SecureTenant::new(
+        &kafka,
+        "sinksasl",
+        "info",
+        &format!(
+            "[[outputs]]\nname = \"ops\"\n[outputs.webhook]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n\
+             secret_ref = \"ops-key\"\n"
         ),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap();
-    apply_printed_acls(&kafka, config, &tenant);
+    );
+    let (tenant, password, config_path, dir) = (t.tenant.clone(), t.password.clone(), t.config(), &t.dir);
+    let config = config_path.as_str();
 
     // Input as the tenant itself: 50 positions of five tracks, three events, one dead letter.
     let props = kafka.client_properties(&tenant, &password);
